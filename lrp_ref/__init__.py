@@ -1,0 +1,53 @@
+"""lrp_ref: a pure NumPy reference implementation of Layer-wise Relevance Propagation.
+
+Public API::
+
+    from lrp_ref import Sequential, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten
+    from lrp_ref import explain, rules, composites
+
+See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
+"""
+
+from . import composites, rules
+from .errors import (
+    ConservationError,
+    LayerParameterError,
+    LrpRefError,
+    ModelFormatError,
+    NonFiniteError,
+    RuleAssignmentError,
+    RuleParameterError,
+    ShapeError,
+    TargetError,
+)
+from .explain import Explanation, explain
+from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .ledger import Ledger
+from .sequential import Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AvgPool2d",
+    "ConservationError",
+    "Conv2d",
+    "Dense",
+    "Explanation",
+    "Flatten",
+    "LayerParameterError",
+    "Ledger",
+    "LrpRefError",
+    "MaxPool2d",
+    "ModelFormatError",
+    "NonFiniteError",
+    "ReLU",
+    "RuleAssignmentError",
+    "RuleParameterError",
+    "Sequential",
+    "ShapeError",
+    "TargetError",
+    "__version__",
+    "composites",
+    "explain",
+    "rules",
+]

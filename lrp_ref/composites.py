@@ -1,0 +1,250 @@
+"""Composites: an explicit rule for every layer of a model.
+
+A composite is a recipe ``model -> [rule for layer 0, rule for layer 1, ...]``.
+:func:`resolve_rules` turns whatever :func:`lrp_ref.explain` was given (one
+rule, a composite, or a list with one entry per layer) into that list, and
+``composite.describe(model)`` prints it.
+
+Non-linear layers take fixed rules unless told otherwise: ReLU and Flatten
+:class:`~lrp_ref.rules.Pass`, max pooling
+:class:`~lrp_ref.rules.WinnerTakesAll` (ties split evenly).
+
+Named presets follow zennit's layer assignment: the first linear layer (the
+first Dense or Conv2d) may take a special rule, every other Conv2d one rule,
+every other Dense the epsilon rule, and average pooling the epsilon rule with
+the stabiliser as epsilon (zennit's "Norm").  :func:`depth_based` is the
+composite of Montavon et al. 2019, Sec. 10.3 (the seed's recipe): LRP-0 on the
+upper layers, LRP-epsilon in the middle, LRP-gamma on the lower layers and zB
+or w-square on the input layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RuleAssignmentError
+from .layers import AvgPool2d, Conv2d, Dense, LinearLayer
+from .rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
+from .sequential import Sequential
+
+__all__ = [
+    "Composite",
+    "DepthComposite",
+    "LayerTypeComposite",
+    "depth_based",
+    "describe_rules",
+    "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat",
+    "epsilon_gamma_box",
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "resolve_rules",
+]
+
+
+def describe_rules(model: Sequential, rules: Sequence[Rule]) -> str:
+    """A table: one line per layer with the rule it takes."""
+    lines = [f"  {i:>2}  {layer.describe():<44} {rule!r}" for i, (layer, rule) in enumerate(zip(model, rules))]
+    return "\n".join(lines)
+
+
+class Composite:
+    """Base class: subclasses implement :meth:`assign` (rules for linear layers)."""
+
+    def assign(self, model: Sequential) -> list[Rule | None]:
+        """One entry per layer: a rule, or None for the layer's default."""
+        raise NotImplementedError
+
+    def rules_for(self, model: Sequential) -> list[Rule]:
+        """The explicit rule of every layer of ``model``."""
+        return resolve_rules(self.assign(model), model)
+
+    def describe(self, model: Sequential) -> str:
+        """Printable assignment of rules to the layers of ``model``."""
+        return f"{self!r}\n" + describe_rules(model, self.rules_for(model))
+
+
+@dataclass(frozen=True)
+class LayerTypeComposite(Composite):
+    """Rules by layer type, with an optional special rule for the first Dense/Conv2d layer."""
+
+    name: str
+    conv: Rule
+    dense: Rule
+    avgpool: Rule
+    first: Rule | None = None
+
+    def assign(self, model: Sequential) -> list[Rule | None]:
+        rules: list[Rule | None] = []
+        first_seen = False
+        for layer in model:
+            rule: Rule | None = None
+            if isinstance(layer, (Dense, Conv2d)):
+                if not first_seen and self.first is not None:
+                    rule = self.first
+                else:
+                    rule = self.conv if isinstance(layer, Conv2d) else self.dense
+                first_seen = True
+            elif isinstance(layer, AvgPool2d):
+                rule = self.avgpool
+            rules.append(rule)
+        return rules
+
+
+@dataclass(frozen=True)
+class DepthComposite(Composite):
+    """Rules by depth among the linear layers (see :func:`depth_based`)."""
+
+    name: str
+    input_rule: Rule
+    lower: Rule
+    middle: Rule
+    upper: Rule
+    n_upper: int
+    n_lower: int | None
+
+    def assign(self, model: Sequential) -> list[Rule | None]:
+        positions = [i for i, layer in enumerate(model) if isinstance(layer, LinearLayer)]
+        n = len(positions)
+        if n == 0:
+            raise RuleAssignmentError("depth_based needs at least one linear layer (Dense, Conv2d, AvgPool2d)")
+        rest = n - 1 - self.n_upper
+        n_lower = (max(rest, 0) + 1) // 2 if self.n_lower is None else self.n_lower
+        if self.n_upper < 0 or n_lower < 0 or self.n_upper + n_lower > n - 1:
+            raise RuleAssignmentError(
+                f"depth_based: n_upper={self.n_upper} upper and n_lower={n_lower} lower layers do not fit "
+                f"in the {n - 1} linear layers above the input layer"
+            )
+        rules: list[Rule | None] = [None] * len(model)
+        for depth, i in enumerate(positions):
+            if depth == 0:
+                rules[i] = self.input_rule
+            elif depth <= n_lower:
+                rules[i] = self.lower
+            elif depth >= n - self.n_upper:
+                rules[i] = self.upper
+            else:
+                rules[i] = self.middle
+        return rules
+
+
+# ----------------------------------------------------------------------------- named presets
+
+
+def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerTypeComposite:
+    """Dense: Epsilon(epsilon); Conv2d: ZPlus; AvgPool2d: Epsilon(stabilizer)."""
+    return LayerTypeComposite(
+        "epsilon_plus", conv=ZPlus(stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer)
+    )
+
+
+def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerTypeComposite:
+    """As :func:`epsilon_plus`, with Flat on the first linear layer."""
+    return LayerTypeComposite(
+        "epsilon_plus_flat", conv=ZPlus(stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
+        first=Flat(stabilizer),
+    )
+
+
+def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerTypeComposite:
+    """Dense: Epsilon(epsilon); Conv2d: AlphaBeta(2, 1); AvgPool2d: Epsilon(stabilizer)."""
+    return LayerTypeComposite(
+        "epsilon_alpha2_beta1", conv=AlphaBeta(2.0, 1.0, stabilizer), dense=Epsilon(epsilon),
+        avgpool=Epsilon(stabilizer),
+    )
+
+
+def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerTypeComposite:
+    """As :func:`epsilon_alpha2_beta1`, with Flat on the first linear layer."""
+    return LayerTypeComposite(
+        "epsilon_alpha2_beta1_flat", conv=AlphaBeta(2.0, 1.0, stabilizer), dense=Epsilon(epsilon),
+        avgpool=Epsilon(stabilizer), first=Flat(stabilizer),
+    )
+
+
+def epsilon_gamma_box(
+    low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6
+) -> LayerTypeComposite:
+    """First linear layer: ZBox(low, high); Conv2d: Gamma(gamma); Dense: Epsilon(epsilon)."""
+    return LayerTypeComposite(
+        "epsilon_gamma_box", conv=Gamma(gamma, stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
+        first=ZBox(low, high, stabilizer),
+    )
+
+
+def depth_based(
+    low: Any = None,
+    high: Any = None,
+    *,
+    n_upper: int = 1,
+    n_lower: int | None = None,
+    epsilon: float = 0.25,
+    gamma: float = 0.25,
+    stabilizer: float = 0.0,
+) -> DepthComposite:
+    """The seed's composite (Montavon et al. 2019, Sec. 10.3), by depth among the linear layers.
+
+    * input layer: ``ZBox(low, high)`` for bounded inputs such as pixels, or
+      ``WSquare()`` when no bounds are given (unbounded real inputs);
+    * the next ``n_lower`` linear layers: ``Gamma(gamma)``;
+    * the top ``n_upper`` linear layers: ``LRP0()``;
+    * the layers in between: ``Epsilon(epsilon)``.
+
+    ``n_lower`` defaults to half (rounded up) of the layers between the input
+    layer and the upper block.
+    """
+    if (low is None) != (high is None):
+        raise RuleAssignmentError("depth_based: give both low and high (zB input rule) or neither (w-square)")
+    input_rule: Rule = WSquare(stabilizer) if low is None else ZBox(low, high, stabilizer)
+    return DepthComposite(
+        "depth_based", input_rule=input_rule, lower=Gamma(gamma, stabilizer), middle=Epsilon(epsilon),
+        upper=LRP0(), n_upper=n_upper, n_lower=n_lower,
+    )
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def resolve_rules(rules: Rule | Composite | Sequence[Rule | None], model: Sequential) -> list[Rule]:
+    """One explicit rule per layer of ``model``.
+
+    ``rules`` may be a single rule (used for every layer it applies to; the
+    other layers take their defaults), a :class:`Composite`, or a sequence
+    with one entry per layer (None meaning the layer's default).
+    """
+    if isinstance(rules, Composite):
+        return rules.rules_for(model)
+    if isinstance(rules, Rule):
+        single = rules
+        resolved: list[Rule] = []
+        for i, layer in enumerate(model):
+            rule = single if single.applies_to(layer) else default_rule(layer)
+            if rule is None:
+                raise RuleAssignmentError(
+                    f"rule {single!r} cannot handle layer {i} ({layer.describe()}); give a composite or a list"
+                )
+            resolved.append(rule)
+        return resolved
+    if isinstance(rules, (list, tuple)):
+        if len(rules) != len(model):
+            names = ", ".join(type(layer).__name__ for layer in model)
+            raise RuleAssignmentError(
+                f"expected {len(model)} rules, one per layer ({names}); got {len(rules)}. "
+                "Use None for a layer's default rule"
+            )
+        resolved = []
+        for i, (layer, rule) in enumerate(zip(model, rules)):
+            chosen = default_rule(layer) if rule is None else rule
+            if chosen is None:
+                raise RuleAssignmentError(f"layer {i} ({layer.describe()}) is linear and needs a rule; got None")
+            if not isinstance(chosen, Rule):
+                raise RuleAssignmentError(f"entry {i} must be a Rule or None; got {type(chosen).__name__}")
+            if not chosen.applies_to(layer):
+                raise RuleAssignmentError(f"rule {chosen!r} cannot handle layer {i} ({layer.describe()})")
+            resolved.append(chosen)
+        return resolved
+    raise RuleAssignmentError(
+        f"rules must be a Rule, a Composite or a list of rules (one per layer); got {type(rules).__name__}"
+    )

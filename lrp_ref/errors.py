@@ -1,0 +1,57 @@
+"""One exception hierarchy for everything lrp_ref refuses.
+
+Every message says what was expected and what was found, so that the fix is
+obvious from the message alone.  Each class also derives from the matching
+built-in exception (``ValueError``, ``IndexError``, ...) so that generic
+``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConservationError",
+    "LayerParameterError",
+    "LrpRefError",
+    "ModelFormatError",
+    "NonFiniteError",
+    "RuleAssignmentError",
+    "RuleParameterError",
+    "ShapeError",
+    "TargetError",
+]
+
+
+class LrpRefError(Exception):
+    """Base class of every error raised by lrp_ref."""
+
+
+class ShapeError(LrpRefError, ValueError):
+    """An array does not have the shape a layer or function expects."""
+
+
+class LayerParameterError(LrpRefError, ValueError):
+    """A layer was constructed with invalid hyper-parameters or parameters."""
+
+
+class RuleParameterError(LrpRefError, ValueError):
+    """A rule was constructed with invalid parameters (e.g. alpha - beta != 1)."""
+
+
+class RuleAssignmentError(LrpRefError, ValueError):
+    """Rules do not fit the model: wrong list length or a rule on a layer it cannot handle."""
+
+
+class NonFiniteError(LrpRefError, ValueError):
+    """NaN or infinity in an input, a parameter or a computed relevance."""
+
+
+class TargetError(LrpRefError, IndexError):
+    """The explained output neuron (target) is out of range or badly shaped."""
+
+
+class ConservationError(LrpRefError, AssertionError):
+    """The relevance ledger does not balance within the stated tolerance."""
+
+
+class ModelFormatError(LrpRefError, ValueError):
+    """A model file is not a valid lrp_ref HDF5 model."""

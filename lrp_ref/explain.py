@@ -1,0 +1,191 @@
+"""explain(): the forward sweep, the start relevance, and the backward sweep of LRP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._checks import require_finite
+from .composites import Composite, resolve_rules
+from .errors import NonFiniteError, ShapeError, TargetError
+from .ledger import LayerBalance, Ledger
+from .rules import Rule
+from .sequential import Sequential
+
+__all__ = ["Explanation", "explain", "start_relevance"]
+
+Array = NDArray[Any]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The result of :func:`explain`.
+
+    Attributes
+    ----------
+    relevance : array, shape of x
+        Input relevance ``R`` (``layers[0]``).
+    layers : tuple of arrays
+        Relevance at every layer boundary: index 0 the input, index ``L`` the
+        output (the start relevance); ``layers[i]`` belongs to the activations
+        entering layer ``i``.
+    activations : tuple of arrays
+        The forward activations at the same boundaries.
+    output : array (N, n_outputs)
+        The model output.
+    target : array (N,) of int, or None
+        The explained output neuron per sample (None with ``output_relevance``).
+    rules : tuple of rules
+        The rule used for each layer.
+    ledger : :class:`~lrp_ref.ledger.Ledger`
+        Where the relevance went, layer by layer.
+    """
+
+    relevance: Array
+    layers: tuple[Array, ...]
+    activations: tuple[Array, ...]
+    output: Array
+    target: Array | None
+    rules: tuple[Rule, ...]
+    ledger: Ledger
+
+    @property
+    def score(self) -> Array:
+        """Total start relevance per sample: f_target(x) for the default start."""
+        return self.ledger.start
+
+
+def _as_batch(x: Any, model: Sequential) -> Array:
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"x must be a numeric array (N, ...); got {type(x).__name__}") from exc
+    if x.dtype.kind not in "biuf":
+        raise ShapeError(f"x must hold real numbers; got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ShapeError(f"x must be a batch of shape (N, ...) with a sample axis first; got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ShapeError("x is an empty batch (N = 0)")
+    require_finite(x, "input x")
+    return x.astype(model.dtype, copy=False)
+
+
+def _targets(target: Any, output: Array) -> Array:
+    n = output.shape[0]
+    if output.ndim != 2:
+        raise TargetError(
+            f"a target selects one of the model's outputs (N, n_outputs), but the output has shape {output.shape}; "
+            "pass output_relevance instead"
+        )
+    n_out = output.shape[1]
+    if target is None:
+        return np.argmax(output, axis=1)
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TargetError(f"target must be an int or an array of ints; got {target!r}")
+    if t.ndim == 0:
+        t = np.full(n, int(t))
+    if t.shape != (n,):
+        raise TargetError(f"target must be an int or have shape ({n},) (one per sample); got shape {t.shape}")
+    if np.any((t < 0) | (t >= n_out)):
+        raise TargetError(f"target must lie in [0, {n_out - 1}] for a model with {n_out} outputs; got {t.tolist()}")
+    return t.astype(np.int64)
+
+
+def start_relevance(output: Array, target: Array) -> Array:
+    """The seed's start: the target output keeps its value, every other output is 0."""
+    R = np.zeros_like(output)
+    rows = np.arange(output.shape[0])
+    R[rows, target] = output[rows, target]
+    return R
+
+
+def explain(
+    model: Sequential,
+    x: Any,
+    rules: Rule | Composite | Sequence[Rule | None],
+    target: Any = None,
+    output_relevance: Any = None,
+) -> Explanation:
+    """Explain the model output for a batch ``x`` with Layer-wise Relevance Propagation.
+
+    Parameters
+    ----------
+    model : Sequential
+    x : array (N, *input_shape)
+        Cast to the model's dtype (float64 unless the model was cast).
+    rules : Rule, Composite or list
+        One rule for every layer it applies to, a composite, or a list with
+        one rule (or None for the default) per layer.
+    target : int or array (N,), optional
+        Output neuron to explain; default the arg-max of each sample's output.
+    output_relevance : array (N, *output_shape), optional
+        Start relevance to propagate instead of the default (then ``target``
+        must be None).
+
+    Returns
+    -------
+    Explanation
+        Relevance at the input and every layer boundary, and the ledger.
+
+    Raises
+    ------
+    ShapeError, TargetError, RuleAssignmentError, NonFiniteError
+        On inputs that do not fit; and if any relevance becomes NaN or inf.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
+    x = _as_batch(x, model)
+    layer_rules = resolve_rules(rules, model)
+
+    activations = model.forward_all(x)
+    output = activations[-1]
+    if output_relevance is not None:
+        if target is not None:
+            raise TargetError("give either target or output_relevance, not both")
+        R = np.asarray(output_relevance, dtype=model.dtype)
+        if R.shape != output.shape:
+            raise ShapeError(f"output_relevance must have the output's shape {output.shape}; got {R.shape}")
+        require_finite(R, "output_relevance")
+        chosen = None
+    else:
+        chosen = _targets(target, output)
+        R = start_relevance(output, chosen)
+
+    # the backward sweep: from the last layer down to the input
+    relevances = [R]
+    balances = []
+    for i in reversed(range(len(model))):
+        layer, rule, a = model[i], layer_rules[i], activations[i]
+        step = rule.relevance(layer, a, R)
+        if not (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed))):
+            raise NonFiniteError(
+                f"layer {i} ({layer.describe()}) with rule {rule!r} produced NaN or inf relevance; "
+                "use a stabiliser (epsilon > 0) or a rule that suits this layer"
+            )
+        balances.append(LayerBalance.from_arrays(i, layer.describe(), repr(rule), R, step.relevance, step.absorbed))
+        R = step.relevance
+        relevances.append(R)
+
+    relevances.reverse()
+    balances.reverse()
+    ledger = Ledger(
+        tuple(balances),
+        start=relevances[-1].reshape(x.shape[0], -1).sum(axis=1),
+        input_relevance=relevances[0].reshape(x.shape[0], -1).sum(axis=1),
+        dtype=model.dtype,
+    )
+    return Explanation(
+        relevance=relevances[0],
+        layers=tuple(relevances),
+        activations=tuple(activations),
+        output=output,
+        target=chosen,
+        rules=tuple(layer_rules),
+        ledger=ledger,
+    )

@@ -1,0 +1,160 @@
+"""The relevance ledger: where relevance went, layer by layer, and checks that it balances.
+
+For every layer and sample the ledger records
+
+* ``r_out``:  the relevance arriving at the layer's output (from above),
+* ``r_in``:   the relevance the layer passes to its input (below),
+* ``absorbed``: what its rule's bias terms, stabilisers and zero
+  denominators took, computed by the rule from its own denominators.
+
+Two checks can then fail and therefore mean something:
+
+1. *balance*: ``r_out - r_in - absorbed == 0`` for every layer, to a relative
+   tolerance (1e-12 in float64).  This catches a wrong adjoint, a broken
+   stride or padding, a relevance lost in max pooling.
+2. *conservation*: ``sum R_input + sum absorbed == sum R_start`` (the explained
+   score f(x) for the default start), and for configurations that conserve
+   exactly (no bias, no stabiliser, or rules that drop the bias)
+   ``sum R_input == f(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ConservationError
+
+__all__ = ["LayerBalance", "Ledger", "default_rtol"]
+
+Array = NDArray[Any]
+
+
+def default_rtol(dtype: Any) -> float:
+    """Relative tolerance of the ledger checks: 1e-12 in float64, 1e-5 in float32."""
+    return 1e-12 if np.dtype(dtype) == np.float64 else 1e-5
+
+
+def _abs_sum(x: Array) -> Array:
+    return np.abs(x).reshape(x.shape[0], -1).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class LayerBalance:
+    """The ledger line of one layer, each field an array over the batch (N,)."""
+
+    index: int
+    layer: str
+    rule: str
+    r_out: Array
+    r_in: Array
+    absorbed: Array
+    #: magnitude the residual is compared with: sum|R_out| + sum|R_in| + |absorbed|
+    scale: Array
+
+    @property
+    def residual(self) -> Array:
+        """``r_out - r_in - absorbed``: zero up to rounding when the books balance."""
+        return self.r_out - self.r_in - self.absorbed
+
+    @classmethod
+    def from_arrays(cls, index: int, layer: str, rule: str, R_out: Array, R_in: Array, absorbed: Array) -> LayerBalance:
+        n = R_out.shape[0]
+        r_out = R_out.reshape(n, -1).sum(axis=1)
+        r_in = R_in.reshape(n, -1).sum(axis=1)
+        scale = _abs_sum(R_out) + _abs_sum(R_in) + np.abs(absorbed)
+        return cls(index, layer, rule, r_out, r_in, absorbed, scale)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Per-layer relevance bookkeeping of one explanation (see the module docstring).
+
+    ``entries[i]`` belongs to layer ``i`` of the model.  ``start`` is the total
+    start relevance per sample (the explained score f(x) by default) and
+    ``input_relevance`` the total relevance that reached the input.
+    """
+
+    entries: tuple[LayerBalance, ...]
+    start: Array
+    input_relevance: Array
+    dtype: np.dtype[Any]
+
+    @property
+    def absorbed(self) -> Array:
+        """Total relevance absorbed over all layers, per sample."""
+        return np.sum([e.absorbed for e in self.entries], axis=0)
+
+    def _rtol(self, rtol: float | None) -> float:
+        return default_rtol(self.dtype) if rtol is None else rtol
+
+    def check_balance(self, rtol: float | None = None) -> None:
+        """Raise :class:`ConservationError` unless every layer balances.
+
+        Layer ``i`` balances when ``|r_out - r_in - absorbed| <= rtol * scale``
+        for every sample, where ``scale = sum|R_out| + sum|R_in| + |absorbed|``.
+        """
+        tol = self._rtol(rtol)
+        bad = [e for e in self.entries if np.any(np.abs(e.residual) > tol * np.maximum(e.scale, np.finfo(self.dtype).tiny))]
+        if bad:
+            lines = [
+                f"layer {e.index} ({e.layer}, rule {e.rule}): residual {np.abs(e.residual).max():.3e} "
+                f"exceeds {tol:g} x scale {e.scale.max():.3e}"
+                for e in bad
+            ]
+            raise ConservationError("relevance does not balance:\n  " + "\n  ".join(lines))
+
+    def check_conservation(self, rtol: float | None = None) -> None:
+        """Raise unless ``sum R_input + sum absorbed == sum R_start`` for every sample."""
+        tol = self._rtol(rtol)
+        scale = np.abs(self.start) + np.sum([e.scale for e in self.entries], axis=0)
+        gap = self.start - self.input_relevance - self.absorbed
+        if np.any(np.abs(gap) > tol * scale):
+            raise ConservationError(
+                f"input relevance {self.input_relevance} plus absorbed {self.absorbed} "
+                f"differs from the start relevance {self.start} by {gap} (rtol {tol:g})"
+            )
+
+    def check_exact(self, rtol: float | None = None) -> None:
+        """Strict conservation: raise unless ``sum R_input == sum R_start`` (= f(x)).
+
+        Only configurations that conserve exactly pass: no bias, no
+        stabiliser, or rules that drop the bias.  The message names the layers
+        that absorbed relevance.
+        """
+        tol = self._rtol(rtol)
+        scale = np.abs(self.start) + np.sum([e.scale for e in self.entries], axis=0)
+        gap = self.start - self.input_relevance
+        if np.any(np.abs(gap) > tol * scale):
+            culprits = [
+                f"layer {e.index} ({e.layer}, {e.rule}) absorbed {e.absorbed}"
+                for e in self.entries
+                if np.any(np.abs(e.absorbed) > tol * e.scale)
+            ]
+            raise ConservationError(
+                f"sum of input relevance {self.input_relevance} != f(x) = {self.start} "
+                f"(gap {gap}, rtol {tol:g}); relevance was absorbed by:\n  " + "\n  ".join(culprits)
+            )
+
+    def table(self, sample: int = 0) -> str:
+        """A readable table of one sample's ledger, from the output layer down."""
+        header = f"{'layer':>5}  {'type':<28} {'rule':<34} {'R out':>12} {'R in':>12} {'absorbed':>12} {'residual':>10}"
+        lines = [header, "-" * len(header)]
+        for e in reversed(self.entries):
+            lines.append(
+                f"{e.index:>5}  {e.layer[:28]:<28} {e.rule[:34]:<34} {e.r_out[sample]:>12.6g} "
+                f"{e.r_in[sample]:>12.6g} {e.absorbed[sample]:>12.4g} {e.residual[sample]:>10.2e}"
+            )
+        lines.append("-" * len(header))
+        lines.append(
+            f"f(x) (start) {self.start[sample]:.10g} = input relevance {self.input_relevance[sample]:.10g}"
+            f" + absorbed {self.absorbed[sample]:.10g}"
+            f"  (gap {self.start[sample] - self.input_relevance[sample] - self.absorbed[sample]:.2e})"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
