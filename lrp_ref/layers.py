@@ -241,7 +241,9 @@ class Conv2d(LinearLayer):
         if self.bias is not None:
             b = _frozen(as_float_array(self.bias, "Conv2d bias (out,)", dt, ndim=1))
             if b.shape != (w.shape[0],):
-                raise ShapeError(f"Conv2d bias must have shape ({w.shape[0]},) to match weight {w.shape}; got {b.shape}")
+                raise ShapeError(
+                    f"Conv2d bias must have shape ({w.shape[0]},) to match weight {w.shape}; got {b.shape}"
+                )
             object.__setattr__(self, "bias", b)
 
     @property
@@ -268,7 +270,8 @@ class Conv2d(LinearLayer):
         ]
         if min(sizes) < 1:
             raise ShapeError(
-                f"{self.describe()} cannot slide over an image of size {tuple(input_shape[1:])}: output would be {tuple(sizes)}"
+                f"{self.describe()} cannot slide over an image of size {tuple(input_shape[1:])}: "
+                f"output would be {tuple(sizes)}"
             )
         return (self.out_channels, sizes[0], sizes[1])
 

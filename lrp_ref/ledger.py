@@ -98,7 +98,8 @@ class Ledger:
         for every sample, where ``scale = sum|R_out| + sum|R_in| + |absorbed|``.
         """
         tol = self._rtol(rtol)
-        bad = [e for e in self.entries if np.any(np.abs(e.residual) > tol * np.maximum(e.scale, np.finfo(self.dtype).tiny))]
+        tiny = np.finfo(self.dtype).tiny
+        bad = [e for e in self.entries if np.any(np.abs(e.residual) > tol * np.maximum(e.scale, tiny))]
         if bad:
             lines = [
                 f"layer {e.index} ({e.layer}, rule {e.rule}): residual {np.abs(e.residual).max():.3e} "

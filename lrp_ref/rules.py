@@ -99,12 +99,15 @@ def _propagate(terms: list[tuple[LinearLayer, Array]], bias: Array, R: Array, ep
     z = z_inputs + bias
     zs = stabilize(z, eps)
     # step 2: element-wise division s_k = R_k / z_k (0 where the denominator is exactly 0)
+    # (a subnormal denominator can overflow s; explain() reports that as NonFiniteError)
     zero = zs == 0
-    s = np.divide(R, zs, out=np.zeros_like(zs), where=~zero)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = np.divide(R, zs, out=np.zeros_like(zs), where=~zero)
     # step 3: backward pass c_tj = sum_k w_tjk s_k;  step 4: R_j = sum_t a_tj c_tj
-    R_in = sum(a * layer.vjp(s, input_shape) for layer, a in terms)
-    # ledger: the share of the bias and stabiliser terms, and of the zero denominators
-    absorbed = _per_sample_sum(s * (bias + (zs - z))) + _per_sample_sum(np.where(zero, R, 0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        R_in = sum(a * layer.vjp(s, input_shape) for layer, a in terms)
+        # ledger: the share of the bias and stabiliser terms, and of the zero denominators
+        absorbed = _per_sample_sum(s * (bias + (zs - z))) + _per_sample_sum(np.where(zero, R, 0))
     return Propagation(np.asarray(R_in), absorbed)
 
 

@@ -1,0 +1,38 @@
+"""Random networks for the property and API tests."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+import lrp_ref as L
+
+
+def random_mlp(rng: np.random.Generator, sizes: tuple[int, ...] = (6, 5, 4, 3), bias: bool = True) -> L.Sequential:
+    layers: list[L.layers.Layer] = []
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+        b = rng.normal(size=n_out) if bias else None
+        layers.append(L.Dense(rng.normal(size=(n_out, n_in)), b))
+        if i < len(sizes) - 2:
+            layers.append(L.ReLU())
+    return L.Sequential(layers)
+
+
+def random_cnn(rng: np.random.Generator, bias: bool = True, pool: str = "max") -> L.Sequential:
+    """conv(stride 1, pad 1) - relu - pool - conv(stride 2) - relu - flatten - dense - relu - dense; input (2, 8, 8)."""
+    def b(n: int) -> np.ndarray | None:
+        return rng.normal(scale=0.3, size=n) if bias else None
+
+    pooling = L.MaxPool2d(2) if pool == "max" else L.AvgPool2d(2)
+    return L.Sequential([
+        L.Conv2d(rng.normal(size=(4, 2, 3, 3)), b(4), padding=1),
+        L.ReLU(),
+        pooling,
+        L.Conv2d(rng.normal(size=(5, 4, 3, 3)) * 0.5, b(5), stride=2, padding=1),
+        L.ReLU(),
+        L.Flatten(),
+        L.Dense(rng.normal(size=(7, 20)) * 0.5, b(7)),
+        L.ReLU(),
+        L.Dense(rng.normal(size=(3, 7)), b(3)),
+    ])
