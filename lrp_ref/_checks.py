@@ -47,13 +47,15 @@ def as_float_array(x: Any, what: str, dtype: DTypeLike, ndim: int | None = None)
 
 def pair(value: int | tuple[int, int] | list[int], what: str, minimum: int) -> tuple[int, int]:
     """Normalise an int or a pair of ints to a pair, each at least ``minimum``."""
-    if isinstance(value, (int, np.integer)):
-        out = (int(value), int(value))
+    def is_int(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if is_int(value):
+        out = (int(value), int(value))  # type: ignore[arg-type]
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        out = (int(value[0]), int(value[1]))
     else:
-        vals = tuple(value)
-        if len(vals) != 2 or not all(isinstance(v, (int, np.integer)) for v in vals):
-            raise LayerParameterError(f"{what} must be an int or a pair of ints; got {value!r}")
-        out = (int(vals[0]), int(vals[1]))
+        raise LayerParameterError(f"{what} must be an int or a pair of ints; got {value!r}")
     if min(out) < minimum:
         raise LayerParameterError(f"{what} must be >= {minimum}; got {value!r}")
     return out

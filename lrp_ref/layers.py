@@ -120,6 +120,15 @@ class LinearLayer(Layer):
     def forward(self, a: Array) -> Array:
         return self.linear(a) + self.bias_term()
 
+    def check_output(self, s: Array, input_shape: Shape) -> None:
+        """Raise :class:`ShapeError` unless ``s`` is a batch of this layer's outputs for ``input_shape``."""
+        expected = self.output_shape(tuple(input_shape))
+        if s.ndim < 1 or tuple(s.shape[1:]) != expected:
+            raise ShapeError(
+                f"{self.describe()}: the adjoint expects (N, {', '.join(map(str, expected))}) for inputs "
+                f"{tuple(input_shape)}; got {s.shape}"
+            )
+
     def n_parameters(self) -> int:
         return int(self.weight.size + (0 if self.bias is None else self.bias.size))
 
@@ -179,9 +188,11 @@ class Dense(LinearLayer):
         return (self.out_features,)
 
     def linear(self, a: Array) -> Array:
+        self.check_input(a)
         return a @ self.weight.T
 
     def vjp(self, s: Array, input_shape: Shape) -> Array:
+        self.check_output(s, input_shape)
         return s @ self.weight
 
     def with_weight(self, weight: Array) -> Dense:
@@ -280,6 +291,7 @@ class Conv2d(LinearLayer):
         return self.weight.reshape(g, self.out_channels // g, *self.weight.shape[1:])
 
     def linear(self, a: Array) -> Array:
+        self.check_input(a)
         ap = _windows.pad(a, self.padding)  # type: ignore[arg-type]
         cols = _windows.windows(ap, self.kernel_size, self.stride, self.dilation)  # type: ignore[arg-type]
         n, _, oh, ow = cols.shape[:4]
@@ -292,6 +304,7 @@ class Conv2d(LinearLayer):
         return np.ascontiguousarray(out.transpose(0, 1, 4, 2, 3).reshape(n, self.out_channels, oh, ow))
 
     def vjp(self, s: Array, input_shape: Shape) -> Array:
+        self.check_output(s, input_shape)
         n, _, oh, ow = s.shape
         g = self.groups
         cg, (kh, kw) = self.weight.shape[1], self.kernel_size
@@ -398,10 +411,12 @@ class AvgPool2d(LinearLayer):
         return _pool_output_shape(self, input_shape, self.kernel_size, self.stride, (0, 0))  # type: ignore[arg-type]
 
     def linear(self, a: Array) -> Array:
+        self.check_input(a)
         cols = _windows.windows(a, self.kernel_size, self.stride, (1, 1))  # type: ignore[arg-type]
         return np.tensordot(cols, self.weight, axes=([4, 5], [0, 1]))
 
     def vjp(self, s: Array, input_shape: Shape) -> Array:
+        self.check_output(s, input_shape)
         cols = s[:, :, :, :, None, None] * self.weight
         return _windows.fold(cols, (s.shape[0], *input_shape), self.stride, (1, 1))  # type: ignore[arg-type]
 
@@ -459,6 +474,7 @@ class MaxPool2d(Layer):
         return _windows.windows(ap, self.kernel_size, self.stride, (1, 1))  # type: ignore[arg-type]
 
     def forward(self, a: Array) -> Array:
+        self.check_input(a)
         return self._windows(a).max(axis=(4, 5))
 
     def route(self, a: Array, r: Array, ties: Ties = "split") -> Array:
@@ -470,7 +486,10 @@ class MaxPool2d(Layer):
         gradient this is the gradient of max pooling; with ``r`` the upper
         relevance it is the winner-takes-all rule.  Overlapping windows add up.
         """
+        self.check_input(a)
         cols = self._windows(a)
+        if r.shape != cols.shape[:4]:
+            raise ShapeError(f"{self.describe()}.route expects r of shape {cols.shape[:4]}; got {r.shape}")
         n, c, oh, ow, kh, kw = cols.shape
         if ties == "split":
             winners = cols == cols.max(axis=(4, 5), keepdims=True)
@@ -504,6 +523,7 @@ class ReLU(Layer):
         return tuple(input_shape)
 
     def forward(self, a: Array) -> Array:
+        self.check_input(a)
         return np.maximum(a, 0)
 
 
@@ -517,4 +537,5 @@ class Flatten(Layer):
         return (int(np.prod(input_shape, dtype=np.int64)),)
 
     def forward(self, a: Array) -> Array:
+        self.check_input(a)
         return a.reshape(a.shape[0], -1)

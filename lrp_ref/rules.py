@@ -350,7 +350,7 @@ class ZBox(_LinearRule):
     stabilizer: float = 0.0
 
     def __post_init__(self) -> None:
-        low, high = np.asarray(self.low, dtype=np.float64), np.asarray(self.high, dtype=np.float64)
+        low, high = np.array(self.low, dtype=np.float64), np.array(self.high, dtype=np.float64)
         for name, arr in (("low", low), ("high", high)):
             if not np.all(np.isfinite(arr)):
                 raise RuleParameterError(f"ZBox: {name} must be finite; got {_bound_repr(arr)} with NaN/inf")

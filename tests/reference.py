@@ -1,0 +1,390 @@
+"""Slow, obviously correct references for the layers and rules of lrp_ref.
+
+Nothing here shares code with lrp_ref's fast path: no ``lrp_ref._windows``, no
+``layer.forward`` / ``layer.linear`` / ``layer.vjp`` / ``layer.route``.  Layers
+are only *read* (their weight, bias, stride, padding, dilation, groups, kernel
+size and window weights).
+
+* Layers are written as explicit Python loops over output positions and kernel
+  offsets (PyTorch's cross-correlation semantics, zero padding handled by a
+  bounds check rather than by padding an array).  Only the batch axis is
+  vectorised, so that probing all unit vectors at once stays cheap.
+* :func:`dense_matrix` turns any linear layer into an explicit matrix
+  ``W`` (in_size, out_size) and bias ``b`` (out_size,) with ``z = a @ W + b``
+  (``a`` flattened per sample in C order), by pushing unit vectors through
+  those loops.
+* Every LRP rule for linear layers is then written from its docstring formula
+  in :mod:`lrp_ref.rules`, with the explicit contribution tensor
+  ``Z[n, j, k]`` (``= a_j w_jk`` or the rule's modified version).
+
+Notation: ``j`` indexes the flattened layer input, ``k`` the flattened output,
+``n`` the sample.  Every rule returns ``(R_in (N, J), absorbed (N,))`` where
+
+    absorbed_n = sum_k R_nk * (extra_k + stab_nk) / den_nk     (den_nk != 0)
+               + sum_k R_nk                                     (den_nk == 0)
+
+``extra_k`` is the part of the denominator that does not come from the inputs
+(the rule's bias term, 0 for the rules that ignore the bias) and ``stab_nk =
+eps * sign(z_nk)`` with ``sign(0) = +1`` the stabiliser; ``den = z + stab``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lrp_ref.layers import AvgPool2d, Conv2d, Dense
+from lrp_ref.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZBox, ZPlus
+
+Array = NDArray[Any]
+
+__all__ = [
+    "connectivity_matrix",
+    "dense_matrix",
+    "naive_avgpool2d",
+    "naive_conv2d",
+    "naive_dense",
+    "naive_maxpool2d",
+    "ref_alphabeta",
+    "ref_epsilon",
+    "ref_flat",
+    "ref_gamma",
+    "ref_lrp0",
+    "ref_maxpool_route",
+    "ref_rule",
+    "ref_wsquare",
+    "ref_zbox",
+    "ref_zplus",
+]
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    # the number of valid window starts, counted rather than computed by formula
+    count = 0
+    start = -padding
+    while start + dilation * (kernel - 1) <= size - 1 + padding:
+        count += 1
+        start += stride
+    return count
+
+
+# ----------------------------------------------------------------------------- naive layers
+
+
+def naive_dense(x: Array, weight: Array, bias: Array | None) -> Array:
+    """``z[n, k] = sum_j x[n, j] * weight[k, j] + bias[k]`` with explicit loops."""
+    n_out, n_in = weight.shape
+    out = np.zeros((x.shape[0], n_out), dtype=np.result_type(x, weight))
+    for k in range(n_out):
+        for j in range(n_in):
+            out[:, k] += x[:, j] * weight[k, j]
+        if bias is not None:
+            out[:, k] += bias[k]
+    return out
+
+
+def naive_conv2d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Array:
+    """PyTorch ``conv2d`` (cross-correlation, zero padding) as explicit loops.
+
+    ``out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] *
+    x[n, g*Cg + c, y*sh + i*dh - ph, x*sw + j*dw - pw]`` where ``g = o // (O/G)``
+    is the group of output channel ``o`` and out-of-image pixels are zero.
+    """
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    n_batch, _, height, width = x.shape
+    n_out, cg, kh, kw = weight.shape
+    out_per_group = n_out // groups
+    oh = _out_size(height, kh, sh, ph, dh)
+    ow = _out_size(width, kw, sw, pw, dw)
+    out = np.zeros((n_batch, n_out, oh, ow), dtype=np.result_type(x, weight))
+    for o in range(n_out):
+        g = o // out_per_group
+        for y in range(oh):
+            for xx in range(ow):
+                acc = np.zeros(n_batch, dtype=out.dtype)
+                for c in range(cg):
+                    for i in range(kh):
+                        for j in range(kw):
+                            row = y * sh + i * dh - ph
+                            col = xx * sw + j * dw - pw
+                            if 0 <= row < height and 0 <= col < width:
+                                acc += weight[o, c, i, j] * x[:, g * cg + c, row, col]
+                if bias is not None:
+                    acc += bias[o]
+                out[:, o, y, xx] = acc
+    return out
+
+
+def naive_avgpool2d(x: Array, kernel_size: Any, stride: Any = None, window_weight: Array | None = None) -> Array:
+    """Average pooling (no padding, floor mode) as loops; ``window_weight`` (kh, kw) replaces 1/(kh kw)."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride is not None else (kh, kw))
+    if window_weight is None:
+        window_weight = np.full((kh, kw), 1.0 / (kh * kw))
+    n_batch, n_chan, height, width = x.shape
+    oh = _out_size(height, kh, sh, 0, 1)
+    ow = _out_size(width, kw, sw, 0, 1)
+    out = np.zeros((n_batch, n_chan, oh, ow), dtype=np.result_type(x, window_weight))
+    for c in range(n_chan):
+        for y in range(oh):
+            for xx in range(ow):
+                for i in range(kh):
+                    for j in range(kw):
+                        out[:, c, y, xx] += window_weight[i, j] * x[:, c, y * sh + i, xx * sw + j]
+    return out
+
+
+def _maxpool_window(height: int, width: int, y: int, xx: int, kernel: tuple[int, int], stride: tuple[int, int],
+                    padding: tuple[int, int]) -> list[tuple[int, int]]:
+    """In-image pixels of one max-pool window, in row-major kernel order (padding is -inf: skipped)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    pixels = []
+    for i in range(kh):
+        for j in range(kw):
+            row, col = y * sh + i - ph, xx * sw + j - pw
+            if 0 <= row < height and 0 <= col < width:
+                pixels.append((row, col))
+    return pixels
+
+
+def naive_maxpool2d(x: Array, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Array:
+    """Max pooling with implicit -inf padding, as loops over every sample and window."""
+    kernel = _pair(kernel_size)
+    strides = _pair(stride if stride is not None else kernel)
+    pads = _pair(padding)
+    n_batch, n_chan, height, width = x.shape
+    oh = _out_size(height, kernel[0], strides[0], pads[0], 1)
+    ow = _out_size(width, kernel[1], strides[1], pads[1], 1)
+    out = np.zeros((n_batch, n_chan, oh, ow), dtype=x.dtype)
+    for n in range(n_batch):
+        for c in range(n_chan):
+            for y in range(oh):
+                for xx in range(ow):
+                    out[n, c, y, xx] = max(x[n, c, r, q] for r, q in _maxpool_window(height, width, y, xx, kernel,
+                                                                                       strides, pads))
+    return out
+
+
+def ref_maxpool_route(a: Array, R: Array, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                      ties: str = "split") -> Array:
+    """Winner takes all, as loops: each window's ``R`` goes to its maximum.
+
+    ``ties="split"``: shared evenly among every in-image pixel equal to the max;
+    ``ties="first"``: all of it to the first arg-max in row-major window order.
+    Overlapping windows add up.
+    """
+    kernel = _pair(kernel_size)
+    strides = _pair(stride if stride is not None else kernel)
+    pads = _pair(padding)
+    n_batch, n_chan, height, width = a.shape
+    out = np.zeros(a.shape, dtype=np.float64)
+    for n in range(n_batch):
+        for c in range(n_chan):
+            for y in range(R.shape[2]):
+                for xx in range(R.shape[3]):
+                    pixels = _maxpool_window(height, width, y, xx, kernel, strides, pads)
+                    best = max(a[n, c, r, q] for r, q in pixels)
+                    winners = [(r, q) for r, q in pixels if a[n, c, r, q] == best]
+                    if ties == "first":
+                        winners = winners[:1]
+                    for r, q in winners:
+                        out[n, c, r, q] += R[n, c, y, xx] / len(winners)
+    return out
+
+
+# ----------------------------------------------------------------------------- layers as matrices
+
+
+def _naive_apply(layer: Any, x: Array, weight: Array | None = None, with_bias: bool = True) -> Array:
+    """The layer's map on a batch, through the naive loops; ``weight`` overrides the layer's weight."""
+    if isinstance(layer, Dense):
+        w = np.asarray(layer.weight, dtype=np.float64) if weight is None else weight
+        b = None if (layer.bias is None or not with_bias) else np.asarray(layer.bias, dtype=np.float64)
+        return naive_dense(x, w, b)
+    if isinstance(layer, Conv2d):
+        w = np.asarray(layer.weight, dtype=np.float64) if weight is None else weight
+        b = None if (layer.bias is None or not with_bias) else np.asarray(layer.bias, dtype=np.float64)
+        return naive_conv2d(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
+    if isinstance(layer, AvgPool2d):
+        w = np.asarray(layer.window_weight, dtype=np.float64) if weight is None else weight
+        return naive_avgpool2d(x, layer.kernel_size, layer.stride, w)
+    raise TypeError(f"no naive reference for {type(layer).__name__}")
+
+
+def _probe(layer: Any, input_shape: tuple[int, ...], weight: Array | None) -> Array:
+    n_in = int(np.prod(input_shape))
+    units = np.eye(n_in).reshape(n_in, *input_shape)  # row j is the unit vector e_j
+    columns = _naive_apply(layer, units, weight, with_bias=False)  # (J, *output_shape): the image of e_j
+    return columns.reshape(n_in, -1)
+
+
+def dense_matrix(layer: Any, input_shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """``(W, b)`` with ``z = a.reshape(N, -1) @ W + b`` for a Dense, Conv2d or AvgPool2d layer.
+
+    ``W[j, k]`` (in_size, out_size) is output ``k`` of the bias-free naive layer
+    applied to the unit vector ``e_j``; ``b`` (out_size,) is the naive layer's
+    output for a zero input.  float64.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    W = _probe(layer, input_shape, None)
+    b = _naive_apply(layer, np.zeros((1, *input_shape)), None, with_bias=True).reshape(-1)
+    return W, b
+
+
+def connectivity_matrix(layer: Any, input_shape: tuple[int, ...]) -> Array:
+    """``C[j, k] = 1`` if input ``j`` lies in the receptive field of output ``k`` (padding excluded), else 0.
+
+    Probed like :func:`dense_matrix` with every weight replaced by 1, so that
+    a weight that happens to be zero still counts as a connection.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    weight = layer.window_weight if isinstance(layer, AvgPool2d) else layer.weight
+    return _probe(layer, input_shape, np.ones(np.shape(weight)))
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def _sign0(z: Array) -> Array:
+    """sign with sign(0) = +1."""
+    return np.where(z >= 0, 1.0, -1.0)
+
+
+def _distribute(Z: Array, extra: Array, R: Array, eps: float) -> tuple[Array, Array]:
+    """``R_j = sum_k Z_jk / den_k * R_k`` with ``den_k = sum_j Z_jk + extra_k + eps sign(.)``.
+
+    Z (N, J, K) contributions; extra (K,) or (N, K) the non-input part of the
+    denominator.  Returns (R_in (N, J), absorbed (N,)) as in the module docstring.
+    """
+    z = np.einsum("njk->nk", Z) + extra
+    stab = eps * _sign0(z)
+    den = z + stab
+    zero = den == 0
+    ratio = np.divide(R, den, out=np.zeros_like(den), where=~zero)  # R_k / den_k, 0 where den_k == 0
+    R_in = np.einsum("njk,nk->nj", Z, ratio)
+    extra_nk = np.broadcast_to(extra, den.shape)
+    absorbed = np.einsum("nk,nk->n", ratio, extra_nk + stab) + np.where(zero, R, 0.0).sum(axis=1)
+    return R_in, absorbed
+
+
+def _contributions(a: Array, W: Array) -> Array:
+    """``Z[n, j, k] = a[n, j] * W[j, k]``."""
+    return np.einsum("nj,jk->njk", a, W)
+
+
+def ref_lrp0(W: Array, b: Array, a: Array, R: Array) -> tuple[Array, Array]:
+    """R_j = sum_k a_j w_jk / z_k R_k,  z_k = sum_j a_j w_jk + b_k; bias share absorbed; z_k == 0 absorbs."""
+    return _distribute(_contributions(a, W), b, R, 0.0)
+
+
+def ref_epsilon(W: Array, b: Array, a: Array, R: Array, epsilon: float) -> tuple[Array, Array]:
+    """R_j = sum_k a_j w_jk / (z_k + eps sign(z_k)) R_k; bias and stabiliser shares absorbed."""
+    return _distribute(_contributions(a, W), b, R, epsilon)
+
+
+def ref_gamma(W: Array, b: Array, a: Array, R: Array, gamma: float, stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_j = sum_k a_j (w_jk + g w_jk+) / (sum_j' a_j' (w_j'k + g w_j'k+) + b_k + g b_k+) R_k."""
+    W_gamma = W + gamma * np.maximum(W, 0.0)
+    b_gamma = b + gamma * np.maximum(b, 0.0)
+    return _distribute(_contributions(a, W_gamma), b_gamma, R, stabilizer)
+
+
+def ref_alphabeta(W: Array, b: Array, a: Array, R: Array, alpha: float, beta: float,
+                  stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_j = sum_k (alpha (a w)+_jk / (sum (a w)+ + b+) - beta (a w)-_jk / (sum (a w)- + b-)) R_k.
+
+    The contributions themselves are split by sign; each denominator has its
+    own stabiliser; absorbed = alpha * (positive share) - beta * (negative share).
+    """
+    Z = _contributions(a, W)
+    pos, pos_absorbed = _distribute(np.maximum(Z, 0.0), np.maximum(b, 0.0), R, stabilizer)
+    neg, neg_absorbed = _distribute(np.minimum(Z, 0.0), np.minimum(b, 0.0), R, stabilizer)
+    return alpha * pos - beta * neg, alpha * pos_absorbed - beta * neg_absorbed
+
+
+def ref_zplus(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_j = sum_k (a_j w_jk)+ / (sum_j' (a_j' w_j'k)+ + b_k+) R_k."""
+    Z = _contributions(a, W)
+    return _distribute(np.maximum(Z, 0.0), np.maximum(b, 0.0), R, stabilizer)
+
+
+def ref_zbox(W: Array, b: Array, a: Array, R: Array, low: Array, high: Array,
+             stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_i = sum_k (x_i w_ik - l_i w_ik+ - h_i w_ik-) / sum_i'(same) R_k; bias ignored.
+
+    ``low``/``high`` are already broadcast to ``a`` (N, J).
+    """
+    low = np.broadcast_to(low, a.shape)
+    high = np.broadcast_to(high, a.shape)
+    Z = (np.einsum("nj,jk->njk", a, W)
+         - np.einsum("nj,jk->njk", low, np.maximum(W, 0.0))
+         - np.einsum("nj,jk->njk", high, np.minimum(W, 0.0)))
+    return _distribute(Z, np.zeros(W.shape[1]), R, stabilizer)
+
+
+def ref_wsquare(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_i = sum_k w_ik^2 / sum_i' w_i'k^2 R_k; independent of ``a``; bias ignored."""
+    Z = np.broadcast_to(W**2, (a.shape[0], *W.shape))
+    return _distribute(Z, np.zeros(W.shape[1]), R, stabilizer)
+
+
+def ref_flat(C: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
+    """R_i = sum_k [i -> k] / #{i' -> k} R_k over the receptive field; ``C`` is the 0/1 connectivity matrix."""
+    Z = np.broadcast_to(C, (a.shape[0], *C.shape))
+    return _distribute(Z, np.zeros(C.shape[1]), R, stabilizer)
+
+
+def ref_rule(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, Array, Array] | None = None
+             ) -> tuple[Array, Array]:
+    """Reference relevance of ``rule`` on ``layer``: returns (R_in shaped like ``a``, absorbed (N,)).
+
+    ``matrices`` optionally passes ``(W, b, C)`` already computed by
+    :func:`dense_matrix` and :func:`connectivity_matrix` for this layer and input shape.
+    """
+    input_shape = a.shape[1:]
+    if matrices is None:
+        W, b = dense_matrix(layer, input_shape)
+        C = connectivity_matrix(layer, input_shape)
+    else:
+        W, b, C = matrices
+    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
+    R2 = R.reshape(R.shape[0], -1).astype(np.float64)
+    if isinstance(rule, LRP0):
+        out = ref_lrp0(W, b, a2, R2)
+    elif isinstance(rule, Epsilon):
+        out = ref_epsilon(W, b, a2, R2, rule.epsilon)
+    elif isinstance(rule, Gamma):
+        out = ref_gamma(W, b, a2, R2, rule.gamma, rule.stabilizer)
+    elif isinstance(rule, AlphaBeta):
+        out = ref_alphabeta(W, b, a2, R2, rule.alpha, rule.beta, rule.stabilizer)
+    elif isinstance(rule, ZPlus):
+        out = ref_zplus(W, b, a2, R2, rule.stabilizer)
+    elif isinstance(rule, ZBox):
+        low = np.broadcast_to(np.asarray(rule.low, dtype=np.float64), a.shape).reshape(a2.shape)
+        high = np.broadcast_to(np.asarray(rule.high, dtype=np.float64), a.shape).reshape(a2.shape)
+        out = ref_zbox(W, b, a2, R2, low, high, rule.stabilizer)
+    elif isinstance(rule, WSquare):
+        out = ref_wsquare(W, b, a2, R2, rule.stabilizer)
+    elif isinstance(rule, Flat):
+        out = ref_flat(C, b, a2, R2, rule.stabilizer)
+    else:
+        raise TypeError(f"no reference for rule {rule!r}")
+    R_in, absorbed = out
+    return R_in.reshape(a.shape), absorbed
