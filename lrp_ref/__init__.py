@@ -3,7 +3,7 @@
 Public API::
 
     from lrp_ref import Sequential, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten
-    from lrp_ref import explain, rules, composites
+    from lrp_ref import explain, rules, composites, load, save
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
@@ -21,6 +21,7 @@ from .errors import (
     TargetError,
 )
 from .explain import Explanation, explain
+from .io import load, save
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .ledger import Ledger
 from .sequential import Sequential
@@ -49,5 +50,7 @@ __all__ = [
     "__version__",
     "composites",
     "explain",
+    "load",
     "rules",
+    "save",
 ]
