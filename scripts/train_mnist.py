@@ -7,24 +7,21 @@ Trains, on CPU with PyTorch, in a fixed and reproducible way:
 * ``mlp``: Flatten -> Linear(784,300) -> ReLU -> Linear(300,100) -> ReLU
   -> Linear(100,10)
 
-and writes, per model, ``<out>/mnist_<name>.npz`` holding the parameters in
-PyTorch layout (``layer<i>.weight`` / ``layer<i>.bias``, ``i`` = position in the
-``nn.Sequential``) plus scalar arrays ``test_accuracy``, ``seed``,
-``input_scale``, ``input_offset`` and a string array ``architecture``.  The
-model input is the affine map ``raw * input_scale + input_offset`` of the raw
-uint8 pixel values (0..255), shaped (N, 1, 28, 28).
+and writes, per model, ``<out>/mnist_<name>.h5`` in the lrp_ref HDF5 model
+format (``lrp_ref.save``; float64, PyTorch layout) with its metadata: input
+shape, class names, the preprocessing (model input = raw * input_scale +
+input_offset, raw being the uint8 pixel value 0..255), the input bounds for
+zB, and the provenance (data set, licence, seed, test accuracy of the shipped
+float64 model on the 10,000 test images).
 
-It also writes ``--samples`` (npz): the first 3 test images of every class in
-test-set order, keys ``images`` (uint8, (30, 28, 28)), ``labels`` (int64) and
-``indices`` (int64, positions in the test set).
+It also writes ``--samples`` (HDF5): the first 3 test images of every class in
+test-set order, datasets ``images`` (uint8, (30, 28, 28)), ``labels`` (int64)
+and ``indices`` (int64, positions in the test set).
 
-Run (PyTorch is only needed here, not by ``lrp_ref`` itself)::
+Run with ``make weights`` (which fetches the data and installs PyTorch into its
+own environment; PyTorch is needed here only, never by ``lrp_ref`` itself), or::
 
-    python -m venv /work/scratch/venv-train
-    /work/scratch/venv-train/bin/pip install torch==2.13.0 numpy
-    /work/scratch/venv-train/bin/python scripts/train_mnist.py \\
-        --data /work/scratch/mnist --out /work/scratch/weights \\
-        --samples /work/scratch/weights/mnist_samples.npz
+    python scripts/train_mnist.py --data DIR_WITH_IDX_FILES --out weights
 
 ``--data`` defaults to the environment variable ``MNIST_DIR``; the directory
 must hold the four original idx files (``train-images-idx3-ubyte``, ...;
@@ -43,17 +40,19 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+DATASET = "MNIST (Y. LeCun, C. Cortes, C. J. C. Burges), training set 60,000 / test set 10,000 images"
+LICENSE = "CC BY-SA 3.0"
 INPUT_SCALE: float = 1.0 / 255.0
 INPUT_OFFSET: float = 0.0
 NUM_THREADS: int = 2
@@ -128,15 +127,18 @@ def select_samples(labels: np.ndarray, per_class: int = 3) -> np.ndarray:
 
 
 def write_samples(path: Path, data: MnistData, per_class: int = 3) -> None:
-    """Write real test digits (uint8), their labels and test-set positions to ``path``."""
+    """Write real test digits (raw uint8), their labels and test-set positions to an HDF5 file."""
+    import h5py
+
     indices = select_samples(data.test_labels, per_class)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        images=data.test_images[indices].astype(np.uint8),
-        labels=data.test_labels[indices].astype(np.int64),
-        indices=indices,
-    )
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=data.test_images[indices].astype(np.uint8))
+        f.create_dataset("labels", data=data.test_labels[indices].astype(np.int64))
+        f.create_dataset("indices", data=indices)
+        f.attrs["description"] = f"the first {per_class} MNIST test images of every class, in test-set order"
+        f.attrs["dataset"] = DATASET
+        f.attrs["dataset_license"] = LICENSE
 
 
 # ------------------------------------------------------------------------- models
@@ -191,9 +193,10 @@ MODELS: dict[str, tuple[Callable[[], nn.Sequential], TrainConfig]] = {
 
 
 def set_determinism(seed: int) -> None:
-    """Seed every RNG and force deterministic kernels on a fixed thread count."""
-    random.seed(seed)
-    np.random.seed(seed)
+    """Seed PyTorch's RNG and force deterministic kernels on a fixed thread count.
+
+    Python's and NumPy's global RNGs are not used anywhere in this script.
+    """
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(NUM_THREADS)
@@ -241,38 +244,59 @@ def train(
 # ------------------------------------------------------------------------- export
 
 
-def model_arrays(model: nn.Sequential) -> dict[str, np.ndarray]:
-    """Parameters as float32 NumPy arrays in PyTorch layout, keyed ``layer<i>.<name>``."""
-    return {
-        f"layer{key}": tensor.detach().cpu().numpy().astype(np.float32)
-        for key, tensor in model.state_dict().items()
-    }
+def to_lrp_ref(model: nn.Sequential) -> Any:
+    """The same network as an ``lrp_ref.Sequential`` (float64; parameters in PyTorch layout)."""
+    import lrp_ref
+
+    def array(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    layers: list[Any] = []
+    for m in model:
+        if isinstance(m, nn.Conv2d):
+            layers.append(lrp_ref.Conv2d(array(m.weight), array(m.bias), stride=m.stride, padding=m.padding))
+        elif isinstance(m, nn.Linear):
+            layers.append(lrp_ref.Dense(array(m.weight), array(m.bias)))
+        elif isinstance(m, nn.ReLU):
+            layers.append(lrp_ref.ReLU())
+        elif isinstance(m, nn.MaxPool2d):
+            layers.append(lrp_ref.MaxPool2d(m.kernel_size, m.stride, m.padding))
+        elif isinstance(m, nn.Flatten):
+            layers.append(lrp_ref.Flatten())
+        else:
+            raise TypeError(f"no lrp_ref layer for {m}")
+    return lrp_ref.Sequential(layers)
 
 
-def export_model(
-    path: Path,
-    model: nn.Sequential,
-    *,
-    test_accuracy: float,
-    seed: int,
-    input_scale: float = INPUT_SCALE,
-    input_offset: float = INPUT_OFFSET,
-) -> Path:
-    """Write parameters and metadata of a trained model; the one place that picks the format.
+def export_model(path: Path, model: nn.Sequential, data: MnistData, *, seed: int) -> float:
+    """Write a trained model as an lrp_ref HDF5 file; return its float64 test accuracy.
 
-    Currently an uncompressed ``.npz`` loadable with ``np.load(path)`` (no pickle).
+    The accuracy recorded is that of the shipped float64 lrp_ref model on the
+    10,000 MNIST test images, not of the float32 PyTorch model it came from.
     """
+    import lrp_ref
+
+    net = to_lrp_ref(model)
+    x_test = data.test_images.astype(np.float64)[:, None] * INPUT_SCALE + INPUT_OFFSET
+    predictions = np.concatenate([net.forward(x_test[i : i + 500]).argmax(axis=1) for i in range(0, len(x_test), 500)])
+    accuracy = float(np.mean(predictions == data.test_labels))
+    metadata = {
+        "input_shape": (1, 28, 28),
+        "class_names": [str(c) for c in range(10)],
+        "input_scale": INPUT_SCALE,
+        "input_offset": INPUT_OFFSET,
+        "input_low": 0.0 * INPUT_SCALE + INPUT_OFFSET,
+        "input_high": 255.0 * INPUT_SCALE + INPUT_OFFSET,
+        "dataset": DATASET,
+        "dataset_license": LICENSE,
+        "training_script": "scripts/train_mnist.py",
+        "seed": seed,
+        "test_accuracy": accuracy,
+        "training_framework": f"torch {torch.__version__} (CPU, float32, {NUM_THREADS} threads, deterministic)",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = model_arrays(model)
-    arrays.update(
-        test_accuracy=np.array(test_accuracy, dtype=np.float64),
-        seed=np.array(seed, dtype=np.int64),
-        input_scale=np.array(input_scale, dtype=np.float64),
-        input_offset=np.array(input_offset, dtype=np.float64),
-        architecture=np.array(repr(model)),
-    )
-    np.savez(path, **arrays)
-    return path
+    lrp_ref.save(lrp_ref.Sequential(net.layers, metadata), path)
+    return accuracy
 
 
 # ---------------------------------------------------------------------------- cli
@@ -286,12 +310,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("MNIST_DIR"),
         help="directory with the MNIST idx files (default: $MNIST_DIR)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory for mnist_<model>.npz")
+    parser.add_argument("--out", type=Path, required=True, help="output directory for mnist_<model>.h5")
     parser.add_argument(
         "--samples",
         type=Path,
         default=None,
-        help="path of the sample-digit npz (default: <out>/mnist_samples.npz)",
+        help="path of the sample-digit file (default: <out>/mnist_samples.h5)",
     )
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--seed", type=int, default=0)
@@ -305,7 +329,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = load_mnist(args.data)
-    samples = args.samples or args.out / "mnist_samples.npz"
+    samples = args.samples or args.out / "mnist_samples.h5"
     write_samples(samples, data)
     print(f"wrote {samples}")
 
@@ -328,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         train(model, x_train, y_train, cfg)
         seconds = time.perf_counter() - t0
         acc = evaluate(model, x_test, y_test)
-        path = export_model(args.out / f"mnist_{name}.npz", model, test_accuracy=acc, seed=cfg.seed)
-        print(f"{name}: test accuracy {acc:.4f}, training time {seconds:.1f} s -> {path}")
+        path = args.out / f"mnist_{name}.h5"
+        acc64 = export_model(path, model, data, seed=cfg.seed)
+        print(f"{name}: test accuracy {acc:.4f} (torch float32), {acc64:.4f} (lrp_ref float64), "
+              f"training time {seconds:.1f} s -> {path}")
     return 0
 
 

@@ -270,7 +270,8 @@ def test_bad_rule_parameters(make, message):
 
 def test_zbox_refuses_inputs_outside_bounds():
     model = L.Sequential([L.Dense(np.ones((2, 3)))])
-    with pytest.raises(L.RuleParameterError, match=r"1 input value\(s\) lie outside"):
+    outside = r"layer 0 \(Dense\(3 -> 2\)\) with rule ZBox.*1 input value\(s\) lie outside"
+    with pytest.raises(L.RuleParameterError, match=outside):
         L.explain(model, np.array([[0.0, 0.5, 2.0]]), R.ZBox(0.0, 1.0))
     with pytest.raises(L.ShapeError, match="do not broadcast to the layer input"):
         L.explain(model, np.array([[0.0, 0.5, 0.5]]), R.ZBox(np.zeros(2), np.ones(2)))
