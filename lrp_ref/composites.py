@@ -20,12 +20,12 @@ or w-square on the input layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import RuleAssignmentError
-from .layers import AvgPool2d, Conv2d, Dense, LinearLayer
+from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer
 from .rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
 from .sequential import Sequential
 
@@ -57,9 +57,9 @@ class Composite:
         """One entry per layer: a rule, or None for the layer's default."""
         raise NotImplementedError
 
-    def rules_for(self, model: Sequential) -> list[Rule]:
-        """The explicit rule of every layer of ``model``."""
-        return resolve_rules(self.assign(model), model)
+    def rules_for(self, model: Sequential, default_for: Callable[[Layer], Rule | None] = default_rule) -> list[Rule]:
+        """The explicit rule of every layer of ``model`` (``default_for`` gives the non-linear layers' rules)."""
+        return resolve_rules(self.assign(model), model, default_for)
 
     def describe(self, model: Sequential) -> str:
         """Printable assignment of rules to the layers of ``model``."""
@@ -75,6 +75,8 @@ class LayerTypeComposite(Composite):
     dense: Rule
     avgpool: Rule
     first: Rule | None = None
+    #: which layers can be "the first layer": zennit's EpsilonGammaBox looks for a convolution only
+    first_types: tuple[type[Layer], ...] = (Dense, Conv2d)
 
     def assign(self, model: Sequential) -> list[Rule | None]:
         rules: list[Rule | None] = []
@@ -82,11 +84,11 @@ class LayerTypeComposite(Composite):
         for layer in model:
             rule: Rule | None = None
             if isinstance(layer, (Dense, Conv2d)):
-                if not first_seen and self.first is not None:
+                if not first_seen and self.first is not None and isinstance(layer, self.first_types):
                     rule = self.first
+                    first_seen = True
                 else:
                     rule = self.conv if isinstance(layer, Conv2d) else self.dense
-                first_seen = True
             elif isinstance(layer, AvgPool2d):
                 rule = self.avgpool
             rules.append(rule)
@@ -167,10 +169,14 @@ def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -
 def epsilon_gamma_box(
     low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6
 ) -> LayerTypeComposite:
-    """First linear layer: ZBox(low, high); Conv2d: Gamma(gamma); Dense: Epsilon(epsilon)."""
+    """First Conv2d: ZBox(low, high); other Conv2d: Gamma(gamma); Dense: Epsilon(epsilon).
+
+    As in zennit, only a convolution can be the box layer: a model without
+    Conv2d layers gets no ZBox (use ``depth_based`` or a list for an MLP).
+    """
     return LayerTypeComposite(
         "epsilon_gamma_box", conv=Gamma(gamma, stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
-        first=ZBox(low, high, stabilizer),
+        first=ZBox(low, high, stabilizer), first_types=(Conv2d,),
     )
 
 
@@ -207,20 +213,25 @@ def depth_based(
 # ----------------------------------------------------------------------------- resolution
 
 
-def resolve_rules(rules: Rule | Composite | Sequence[Rule | None], model: Sequential) -> list[Rule]:
+def resolve_rules(
+    rules: Rule | Composite | Sequence[Rule | None],
+    model: Sequential,
+    default_for: Callable[[Layer], Rule | None] = default_rule,
+) -> list[Rule]:
     """One explicit rule per layer of ``model``.
 
     ``rules`` may be a single rule (used for every layer it applies to; the
-    other layers take their defaults), a :class:`Composite`, or a sequence
-    with one entry per layer (None meaning the layer's default).
+    other layers take their defaults from ``default_for``), a
+    :class:`Composite`, or a sequence with one entry per layer (None meaning
+    the layer's default).
     """
     if isinstance(rules, Composite):
-        return rules.rules_for(model)
+        return rules.rules_for(model, default_for)
     if isinstance(rules, Rule):
         single = rules
         resolved: list[Rule] = []
         for i, layer in enumerate(model):
-            rule = single if single.applies_to(layer) else default_rule(layer)
+            rule = single if single.applies_to(layer) else default_for(layer)
             if rule is None:
                 raise RuleAssignmentError(
                     f"rule {single!r} cannot handle layer {i} ({layer.describe()}); give a composite or a list"
@@ -236,7 +247,7 @@ def resolve_rules(rules: Rule | Composite | Sequence[Rule | None], model: Sequen
             )
         resolved = []
         for i, (layer, rule) in enumerate(zip(model, rules)):
-            chosen = default_rule(layer) if rule is None else rule
+            chosen = default_for(layer) if rule is None else rule
             if chosen is None:
                 raise RuleAssignmentError(f"layer {i} ({layer.describe()}) is linear and needs a rule; got None")
             if not isinstance(chosen, Rule):

@@ -13,10 +13,11 @@ from ._checks import require_finite
 from .composites import Composite, resolve_rules
 from .errors import LrpRefError, NonFiniteError, ShapeError, TargetError
 from .ledger import LayerBalance, Ledger
+from .profiles import Profile, get_profile
 from .rules import Rule
 from .sequential import Sequential
 
-__all__ = ["Explanation", "explain", "start_relevance"]
+__all__ = ["Explanation", "explain"]
 
 Array = NDArray[Any]
 
@@ -40,7 +41,7 @@ class Explanation:
     target : array (N,) of int, or None
         The explained output neuron per sample (None with ``output_relevance``).
     rules : tuple of rules
-        The rule used for each layer.
+        The rule used for each layer, with every convention filled in.
     ledger : :class:`~lrp_ref.ledger.Ledger`
         Where the relevance went, layer by layer.
     """
@@ -97,20 +98,13 @@ def _targets(target: Any, output: Array) -> Array:
     return t.astype(np.int64)
 
 
-def start_relevance(output: Array, target: Array) -> Array:
-    """The seed's start: the target output keeps its value, every other output is 0."""
-    R = np.zeros_like(output)
-    rows = np.arange(output.shape[0])
-    R[rows, target] = output[rows, target]
-    return R
-
-
 def explain(
     model: Sequential,
     x: Any,
     rules: Rule | Composite | Sequence[Rule | None],
     target: Any = None,
     output_relevance: Any = None,
+    profile: str | Profile = "lrp_ref",
 ) -> Explanation:
     """Explain the model output for a batch ``x`` with Layer-wise Relevance Propagation.
 
@@ -127,6 +121,10 @@ def explain(
     output_relevance : array (N, *output_shape), optional
         Start relevance to propagate instead of the default (then ``target``
         must be None).
+    profile : str or Profile, default "lrp_ref"
+        Convention profile (:mod:`lrp_ref.profiles`): fills in every rule
+        convention left unset, the rule of max pooling, and the start
+        relevance (lrp_ref: the target output's value, others 0).
 
     Returns
     -------
@@ -141,7 +139,8 @@ def explain(
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
     x = _as_batch(x, model)
-    layer_rules = resolve_rules(rules, model)
+    conventions = get_profile(profile)
+    layer_rules = [conventions.resolve(r) for r in resolve_rules(rules, model, conventions.default_rule)]
 
     activations = model.forward_all(x)
     output = activations[-1]
@@ -155,7 +154,7 @@ def explain(
         chosen = None
     else:
         chosen = _targets(target, output)
-        R = start_relevance(output, chosen)
+        R = conventions.start_relevance(output, chosen)
 
     # the backward sweep: from the last layer down to the input
     relevances = [R]

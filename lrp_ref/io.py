@@ -57,7 +57,7 @@ from .errors import LrpRefError, ModelFormatError, ShapeError
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
 from .sequential import Sequential
 
-__all__ = ["FORMAT", "MAX_BYTES", "MAX_ELEMENTS", "SCHEMA_VERSION", "load", "save"]
+__all__ = ["FORMAT", "MAX_BYTES", "MAX_ELEMENTS", "SCHEMA_VERSION", "load", "read_model", "save", "write_model"]
 
 #: Value of the root attribute ``format``.
 FORMAT = "lrp_ref"
@@ -264,13 +264,7 @@ def save(model: Sequential, path: PathLike) -> None:
     vectors int64 or float64 arrays.  Saving is deterministic: the same model
     gives the same bytes.
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"save expects an lrp_ref.Sequential; got {type(model).__name__}")
-    meta = _metadata(model.metadata, model, "save")
-    for i, layer in enumerate(model.layers):
-        if getattr(_LAYERS.get(type(layer).__name__), "make", None) is not type(layer):
-            raise ModelFormatError(f"save: layer {i} is a {type(layer).__name__}; the format stores only "
-                                   f"{', '.join(_LAYERS)}")
+    meta = _checked_for_writing(model, "save")
     target = Path(path)
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "No such directory for the model file", str(target.parent))
@@ -281,6 +275,30 @@ def save(model: Sequential, path: PathLike) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _checked_for_writing(model: Sequential, where: str) -> dict[str, Any]:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{where} expects an lrp_ref.Sequential; got {type(model).__name__}")
+    meta = _metadata(model.metadata, model, where)
+    for i, layer in enumerate(model.layers):
+        if getattr(_LAYERS.get(type(layer).__name__), "make", None) is not type(layer):
+            raise ModelFormatError(f"{where}: layer {i} is a {type(layer).__name__}; the format stores only "
+                                   f"{', '.join(_LAYERS)}")
+    return meta
+
+
+def write_model(group: Any, model: Sequential) -> None:
+    """Write ``model`` into an open, empty h5py group, in the same layout as a model file's root.
+
+    Used to embed models in other files (the conformance vectors).
+    """
+    _write(group, model, _checked_for_writing(model, "write_model"))
+
+
+def read_model(group: Any, *, max_bytes: int = MAX_BYTES, max_elements: int = MAX_ELEMENTS) -> Sequential:
+    """Read a model embedded by :func:`write_model` from an open h5py group, with every check of :func:`load`."""
+    return _read(group, f"{group.file.filename}:{group.name}", max_bytes, max_elements)
 
 
 def _write(f: Any, model: Sequential, meta: dict[str, Any]) -> None:

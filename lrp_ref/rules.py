@@ -6,43 +6,37 @@ output ``k``, ``b_k`` the bias, ``z_k = sum_j a_j w_jk + b_k`` the
 pre-activation, ``R_k`` the relevance arriving from above and ``R_j`` the
 relevance passed below.  ``x+ = max(x, 0)``, ``x- = min(x, 0)``.
 
-Every rule for linear layers is the same four steps (the tutorial's recipe),
-applied to one or more modified copies of the layer:
+Every rule for linear layers is the four-step recipe of :mod:`lrp_ref.recipe`
+applied to one or more modified copies of the layer; each rule returns the
+relevance it passes down and the share its bias terms and stabilisers absorb.
 
-.. code-block:: text
-
-    z = sum_t linear_t(a_t) + b'      step 1: modified forward pass
-    s = R / stabilize(z)              step 2: element-wise division
-    c_t = vjp_t(s)                    step 3: backward pass of each modified layer
-    R_in = sum_t a_t * c_t            step 4: element-wise product
-
-**Stabiliser.** ``stabilize(z) = z + eps * sign(z)`` with ``sign(0) = +1``, so
-the denominator moves away from zero without changing sign.  Where a
-denominator is exactly zero (only possible with ``eps = 0``) the quotient is
-defined as 0: that relevance is *absorbed*, never turned into NaN.
-
-**Absorbed relevance.** Whatever part of a denominator does not come from the
-inputs (the bias term ``b'`` and the stabiliser) takes its share of ``R_k``
-with it: ``absorbed = sum_k s_k (b'_k + stab_k)`` plus every ``R_k`` whose
-denominator is zero.  Each rule returns this share per sample, computed from
-its own denominators and not from ``R_in``, so the ledger
-(:mod:`lrp_ref.ledger`) can check ``sum R_out == sum R_in + absorbed``.
+**Conventions.** Where LRP implementations disagree (the stabiliser's form,
+where the bias goes, how inputs are split by sign, ...), a rule has a field
+whose default ``None`` means "as the convention profile says"
+(:mod:`lrp_ref.profiles`).  :data:`DEFAULTS` holds lrp_ref's own choices,
+which follow the papers; :meth:`Rule.resolved` fills the fields in.  A value
+you pass explicitly always wins over the profile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import RuleParameterError, ShapeError
-from .layers import Flatten, Layer, LinearLayer, MaxPool2d, ReLU, Ties
+from .layers import AvgPool2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
 __all__ = [
+    "DEFAULTS",
     "LRP0",
     "AlphaBeta",
+    "AverageInstead",
     "Epsilon",
     "Flat",
     "Gamma",
@@ -53,62 +47,37 @@ __all__ = [
     "WinnerTakesAll",
     "ZBox",
     "ZPlus",
+    "default_rule",
     "stabilize",
 ]
 
 Array = NDArray[Any]
+RuleT = TypeVar("RuleT", bound="Rule")
 
+#: lrp_ref's own conventions (the "lrp_ref" profile).  Keys are field names,
+#: or ``"Class.field"`` for a choice that applies to one rule only.
+DEFAULTS: dict[str, Any] = {
+    "form": "sign",              # stabiliser z + eps * sign(z), sign(0) = +1
+    "stabilizer": 0.0,           # no stabiliser: exact formulas, zero denominators absorbed
+    "epsilon": 1e-6,             # Epsilon rule
+    "scale": "absolute",         # Epsilon: eps as given (not relative to the RMS of z)
+    "variant": "plain",          # Gamma: w + gamma w+ and b + gamma b+, inputs as they are
+    "bias": "split",             # AlphaBeta / ZPlus: b+ in the positive, b- in the negative denominator
+    "split": "contributions",    # AlphaBeta / ZPlus: split the contributions a_j w_jk by sign
+    "WSquare.bias": "ignore",    # w-square: the bias is not in the denominator
+    "ties": "split",             # max pooling: ties share the relevance evenly
+    "WinnerTakesAll.epsilon": 0.0,
+}
 
-def stabilize(z: Array, eps: float) -> Array:
-    """``z + eps * sign(z)`` with ``sign(0) = +1``: moves ``z`` away from 0, keeping its sign."""
-    if eps == 0:
-        return z
-    return z + np.where(z >= 0, eps, -eps).astype(z.dtype)
-
-
-@dataclass(frozen=True)
-class Propagation:
-    """What a rule returns for one layer.
-
-    Attributes
-    ----------
-    relevance : array, shape of the layer input (N, ...)
-        ``R_j``, the relevance passed to the layer below.
-    absorbed : array (N,)
-        Relevance taken by bias terms, stabilisers and zero denominators,
-        computed from the rule's denominators (not as ``R_out - R_in``).
-    """
-
-    relevance: Array
-    absorbed: Array
-
-
-def _per_sample_sum(x: Array) -> Array:
-    return x.reshape(x.shape[0], -1).sum(axis=1)
-
-
-def _propagate(terms: list[tuple[LinearLayer, Array]], bias: Array, R: Array, eps: float) -> Propagation:
-    """The four LRP steps for the denominator ``sum_t linear_t(a_t) + bias``.
-
-    ``terms`` pairs a (modified) layer with the (modified) input it sees; all
-    inputs have the shape of the layer input.
-    """
-    input_shape = terms[0][1].shape[1:]
-    # step 1: modified forward pass, z_k = sum_t sum_j a_tj w_tjk + b'_k
-    z_inputs = sum(layer.linear(a) for layer, a in terms)
-    z = z_inputs + bias
-    zs = stabilize(z, eps)
-    # step 2: element-wise division s_k = R_k / z_k (0 where the denominator is exactly 0)
-    # (a subnormal denominator can overflow s; explain() reports that as NonFiniteError)
-    zero = zs == 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = np.divide(R, zs, out=np.zeros_like(zs), where=~zero)
-    # step 3: backward pass c_tj = sum_k w_tjk s_k;  step 4: R_j = sum_t a_tj c_tj
-    with np.errstate(over="ignore", invalid="ignore"):
-        R_in = sum(a * layer.vjp(s, input_shape) for layer, a in terms)
-        # ledger: the share of the bias and stabiliser terms, and of the zero denominators
-        absorbed = _per_sample_sum(s * (bias + (zs - z))) + _per_sample_sum(np.where(zero, R, 0))
-    return Propagation(np.asarray(R_in), absorbed)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "form": ("sign", "add", "zeros"),
+    "scale": ("absolute", "rms"),
+    "variant": ("plain", "weights", "generalized"),
+    "bias": ("split", "both", "none"),
+    "WSquare.bias": ("ignore", "square"),
+    "split": ("contributions", "weights"),
+    "ties": ("split", "first"),
+}
 
 
 def _check_number(value: Any, name: str, rule: str, minimum: float = 0.0) -> float:
@@ -122,209 +91,284 @@ def _check_number(value: Any, name: str, rule: str, minimum: float = 0.0) -> flo
 
 
 class Rule:
-    """Base class of all rules.  Subclasses implement :meth:`relevance`."""
+    """Base class of all rules.  Subclasses implement ``_relevance`` on a resolved rule."""
 
     #: layer types the rule can handle (checked when rules are assigned)
     layer_types: ClassVar[tuple[type[Layer], ...]] = (LinearLayer,)
+    #: parameters always shown by repr; convention fields are shown when they differ from DEFAULTS
+    _shown: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            choices = _CHOICES.get(f"{name}.{f.name}", _CHOICES.get(f.name))
+            if choices is not None:
+                if value not in choices:
+                    raise RuleParameterError(f"{name}: {f.name} must be one of {', '.join(map(repr, choices))}; "
+                                             f"got {value!r}")
+            elif f.name in ("epsilon", "stabilizer", "gamma", "alpha", "beta"):
+                object.__setattr__(self, f.name, _check_number(value, f.name, name))
 
     def applies_to(self, layer: Layer) -> bool:
         """True if this rule can propagate relevance through ``layer``."""
         return isinstance(layer, self.layer_types)
 
+    def resolved(self: RuleT, defaults: Mapping[str, Any] | None = None) -> RuleT:
+        """A copy with every unset (None) field taken from ``defaults``, then from :data:`DEFAULTS`."""
+        table = {**DEFAULTS, **(defaults or {})}
+        name = type(self).__name__
+        changes = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if getattr(self, f.name) is None:
+                for key in (f"{name}.{f.name}", f.name):
+                    if key in table:
+                        changes[f.name] = table[key]
+                        break
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
+
     def relevance(self, layer: Any, a: Array, R: Array) -> Propagation:
-        """Relevance ``R_j`` of the layer input ``a`` given the upper relevance ``R``."""
+        """Relevance ``R_j`` of the layer input ``a`` given the upper relevance ``R``.
+
+        Unset conventions take lrp_ref's defaults; :func:`lrp_ref.explain`
+        resolves them with the chosen profile first.
+        """
+        return self.resolved()._relevance(layer, a, R)
+
+    def _relevance(self, layer: Any, a: Array, R: Array) -> Propagation:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        parts = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            default = DEFAULTS.get(f"{name}.{f.name}", DEFAULTS.get(f.name))
+            if value is not None and (f.name in self._shown or value != default):
+                parts.append(f"{f.name}={_short(value)}")
+        return f"{name}({', '.join(parts)})"
 
-class _LinearRule(Rule):
-    layer_types = (LinearLayer,)
 
-
-def _split_terms(layer: LinearLayer, a: Array, positive: bool) -> list[tuple[LinearLayer, Array]]:
-    """Contributions of one sign: ``a+ w+ + a- w-`` (positive) or ``a+ w- + a- w+`` (negative).
-
-    Terms whose input is identically zero (e.g. ``a-`` after a ReLU) are left out.
-    """
-    w = layer.weight
-    w_pos, w_neg = layer.with_weight(np.maximum(w, 0)), layer.with_weight(np.minimum(w, 0))
-    a_pos, a_neg = np.maximum(a, 0), np.minimum(a, 0)
-    pairs = [(w_pos, a_pos), (w_neg, a_neg)] if positive else [(w_neg, a_pos), (w_pos, a_neg)]
-    kept = [(lay, inp) for lay, inp in pairs if np.any(inp)]
-    return kept or [pairs[0]]
+def _short(value: Any) -> str:
+    arr = np.asarray(value)
+    if isinstance(value, np.ndarray) and arr.ndim > 0:
+        return f"array{arr.shape}"
+    if isinstance(value, np.ndarray):
+        return repr(float(arr))
+    return repr(value)
 
 
 # ----------------------------------------------------------------------------- rules for linear layers
 
 
-@dataclass(frozen=True)
-class LRP0(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class LRP0(Rule):
     r"""LRP-0 (basic rule).
 
     .. math:: R_j = \sum_k \frac{a_j w_{jk}}{z_k} R_k, \qquad z_k = \sum_j a_j w_{jk} + b_k
 
     Bias: in the denominator; its share ``R_k b_k / z_k`` is absorbed.
-    Stabiliser: none; where ``z_k == 0`` exactly, ``R_k`` is absorbed.
+    Stabiliser: none by default; where ``z_k == 0`` exactly, ``R_k`` is absorbed
+    (profiles may set a tiny ``stabilizer``, e.g. lrp_toolbox's 1e-16).
     On ReLU networks LRP-0 equals gradient x input.
     Reference: Bach et al. 2015, PLoS ONE 10(7) e0130140, eq. (56) with
     eps = 0; Montavon et al. 2019, "Layer-Wise Relevance Propagation: An
     Overview", eq. (1).
     """
 
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        return _propagate([(layer, a)], layer.bias_term(), R, 0.0)
+    stabilizer: float | None = None
+    form: str | None = None
+
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+        return propagate([(layer, a)], layer.bias_term(), R, self.stabilizer, self.form)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Epsilon(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class Epsilon(Rule):
     r"""LRP-epsilon.
 
     .. math:: R_j = \sum_k \frac{a_j w_{jk}}{z_k + \epsilon\,\mathrm{sign}(z_k)} R_k,
               \qquad z_k = \sum_j a_j w_{jk} + b_k
 
     Bias: in the denominator; its share is absorbed.  Stabiliser: ``epsilon``,
-    sign-aligned, ``sign(0) = +1``; the stabiliser absorbs
+    sign-aligned with ``sign(0) = +1`` (``form``); the stabiliser absorbs
     ``R_k eps sign(z_k) / (z_k + eps sign(z_k))``, so weak or contradictory
-    contributions lose relevance.
+    contributions lose relevance.  With ``scale="rms"`` the added amount is
+    ``epsilon * sqrt(mean(z**2))`` over the whole batch tensor, plus
+    ``stabilizer`` (the Montavon et al. tutorial's ``0.25 * std``).
     Reference: Bach et al. 2015, eq. (58); Montavon et al. 2019, eq. (2).
 
     Parameters
     ----------
-    epsilon : float >= 0, default 1e-6
+    epsilon : float >= 0, default 1e-6 (lrp_ref profile)
+    stabilizer : float >= 0, default 0; added to epsilon
+    scale : "absolute" or "rms"
+    form : "sign", "add" or "zeros" (see :func:`lrp_ref.recipe.stabilize`)
     """
 
-    epsilon: float = 1e-6
+    epsilon: float | None = None
+    stabilizer: float | None = None
+    scale: str | None = None
+    form: str | None = None
+    _shown: ClassVar[tuple[str, ...]] = ("epsilon",)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "epsilon", _check_number(self.epsilon, "epsilon", "Epsilon"))
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+        eps = float(self.epsilon)  # type: ignore[arg-type]
+        if self.scale == "rms":
+            z = layer.forward(a)
+            eps *= float(np.sqrt(np.mean(z.astype(np.float64) ** 2)))
+        return propagate([(layer, a)], layer.bias_term(), R, eps + self.stabilizer, self.form)  # type: ignore[operator, arg-type]
 
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        return _propagate([(layer, a)], layer.bias_term(), R, self.epsilon)
 
-
-@dataclass(frozen=True)
-class Gamma(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class Gamma(Rule):
     r"""LRP-gamma: favour positive contributions.
+
+    ``variant="plain"`` (lrp_ref; Montavon et al. 2019, eq. 4):
 
     .. math:: R_j = \sum_k \frac{a_j (w_{jk} + \gamma w_{jk}^+)}
               {\sum_{j'} a_{j'} (w_{j'k} + \gamma w_{j'k}^+) + b_k + \gamma b_k^+} R_k
 
-    Bias: modified like a weight (the bias is neuron 0 with ``a_0 = 1``):
-    ``b + gamma b+`` is in the denominator and its share is absorbed.  Inputs
-    are used as they are (not split by sign): this is the plain form of the
-    overview chapter, meant for the non-negative inputs after a ReLU.
-    Stabiliser: ``stabilizer`` (default 0), sign-aligned; zero denominators absorb.
-    ``Gamma(0)`` is LRP-0.
-    Reference: Montavon et al. 2019, eq. (4).
+    The bias is modified like a weight (it is neuron 0 with ``a_0 = 1``) and its
+    share is absorbed; inputs are used as they are (the rule is meant for the
+    non-negative inputs after a ReLU).  ``Gamma(0)`` is LRP-0.
+
+    ``variant="weights"``: weights ``w + gamma w+``, bias unchanged (Captum).
+
+    ``variant="generalized"`` (zennit; Andéol et al. 2021): outputs with
+    ``z_k > 0`` use the denominator
+    ``a+ (w + gamma w+) + a- (w + gamma w-) + b + gamma b+``, outputs with
+    ``z_k < 0`` the mirror image ``a+ (w + gamma w-) + a- (w + gamma w+) + b + gamma b-``;
+    outputs with ``z_k == 0`` pass nothing down (their relevance is absorbed).
+    For non-negative inputs and ``z_k > 0`` it equals the plain form.
+
+    Stabiliser: ``stabilizer`` (lrp_ref default 0), of the given ``form``; zero
+    denominators absorb.
 
     Parameters
     ----------
     gamma : float >= 0, default 0.25
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form, variant : conventions, see above
     """
 
     gamma: float = 0.25
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
+    variant: str | None = None
+    _shown: ClassVar[tuple[str, ...]] = ("gamma",)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "gamma", _check_number(self.gamma, "gamma", "Gamma"))
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "Gamma"))
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+        w, b, g = layer.weight, layer.bias_term(), self.gamma
+        eps, form = float(self.stabilizer), self.form  # type: ignore[arg-type]
+        up = layer.with_weight(w + g * np.maximum(w, 0))
+        if self.variant == "plain":
+            return propagate([(up, a)], b + g * np.maximum(b, 0), R, eps, form)  # type: ignore[arg-type]
+        if self.variant == "weights":
+            return propagate([(up, a)], b, R, eps, form)  # type: ignore[arg-type]
+        # generalized: the sign of the ordinary pre-activation z picks the branch
+        down = layer.with_weight(w + g * np.minimum(w, 0))
+        z = layer.forward(a)
+        a_pos, a_neg = np.maximum(a, 0), np.minimum(a, 0)
+        pos_terms = [(up, a_pos)] + ([(down, a_neg)] if np.any(a_neg) else [])
+        neg_terms = [(down, a_pos)] + ([(up, a_neg)] if np.any(a_neg) else [])
+        pos = propagate(pos_terms, b + g * np.maximum(b, 0), R, eps, form, mask=z > 0)  # type: ignore[arg-type]
+        neg = propagate(neg_terms, b + g * np.minimum(b, 0), R, eps, form, mask=z < 0)  # type: ignore[arg-type]
+        dropped = Propagation(np.zeros_like(a), per_sample_sum(np.where(z == 0, R, 0)))
+        return pos + neg + dropped
 
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        w, b = layer.weight, layer.bias_term()
-        modified = layer.with_weight(w + self.gamma * np.maximum(w, 0))
-        bias = b + self.gamma * np.maximum(b, 0)
-        return _propagate([(modified, a)], bias, R, self.stabilizer)
 
-
-@dataclass(frozen=True)
-class AlphaBeta(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class AlphaBeta(Rule):
     r"""LRP-alpha-beta: positive and negative contributions propagated separately.
 
     .. math:: R_j = \sum_k \left( \alpha \frac{(a_j w_{jk})^+}{\sum_{j'} (a_{j'} w_{j'k})^+ + b_k^+}
               - \beta \frac{(a_j w_{jk})^-}{\sum_{j'} (a_{j'} w_{j'k})^- + b_k^-} \right) R_k
 
-    The contributions ``a_j w_jk`` are split by their sign, so inputs of
-    either sign are handled: ``(a w)+ = a+ w+ + a- w-`` and
-    ``(a w)- = a+ w- + a- w+``.
-    Bias: ``b+`` in the positive denominator, ``b-`` in the negative one; their
-    shares are absorbed.  Stabiliser: ``stabilizer`` (default 0) on each
-    denominator, sign-aligned; a zero denominator absorbs its part
-    (``alpha R_k`` or ``-beta R_k``).
-    Parameters must satisfy ``alpha - beta = 1`` and ``alpha, beta >= 0``, so
-    that the rule conserves.  ``AlphaBeta(1, 0)`` is :class:`ZPlus`.
+    ``split="contributions"`` (lrp_ref, zennit): the contributions ``a_j w_jk``
+    are split by sign, ``(a w)+ = a+ w+ + a- w-`` and ``(a w)- = a+ w- + a- w+``;
+    ``split="weights"``: only the weights, ``a w+`` and ``a w-`` (Captum).
+    ``bias="split"`` (lrp_ref, zennit): ``b+`` in the positive, ``b-`` in the
+    negative denominator; ``"both"``: the full ``b`` in both (iNNvestigate);
+    ``"none"``: no bias.  The bias shares are absorbed.  Stabiliser:
+    ``stabilizer`` on each denominator; a zero denominator absorbs its part
+    (``alpha R_k`` or ``-beta R_k``).  Parameters must satisfy
+    ``alpha - beta = 1`` and ``alpha, beta >= 0``, so that the rule conserves.
+    ``AlphaBeta(1, 0)`` is :class:`ZPlus`.
     Reference: Bach et al. 2015, eq. (60); Montavon et al. 2019, Sec. 10.2.3.
 
     Parameters
     ----------
     alpha : float >= 1, default 2
     beta : float >= 0, default 1
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form, bias, split : conventions, see above
     """
 
     alpha: float = 2.0
     beta: float = 1.0
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
+    bias: str | None = None
+    split: str | None = None
+    _shown: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
     def __post_init__(self) -> None:
-        alpha = _check_number(self.alpha, "alpha", "AlphaBeta")
-        beta = _check_number(self.beta, "beta", "AlphaBeta")
-        if abs(alpha - beta - 1.0) > 1e-12:
+        super().__post_init__()
+        if abs(self.alpha - self.beta - 1.0) > 1e-12:
             raise RuleParameterError(
                 f"AlphaBeta needs alpha - beta = 1 (so that relevance is conserved); "
-                f"got alpha={self.alpha!r}, beta={self.beta!r}, alpha - beta = {alpha - beta!r}"
+                f"got alpha={self.alpha!r}, beta={self.beta!r}, alpha - beta = {self.alpha - self.beta!r}"
             )
-        object.__setattr__(self, "alpha", alpha)
-        object.__setattr__(self, "beta", beta)
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "AlphaBeta"))
 
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        b = layer.bias_term()
-        pos = _propagate(_split_terms(layer, a, positive=True), np.maximum(b, 0), R, self.stabilizer)
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+        pos = _one_sign(layer, a, R, True, self)
         if self.beta == 0:
-            return Propagation(self.alpha * pos.relevance, self.alpha * pos.absorbed)
-        neg = _propagate(_split_terms(layer, a, positive=False), np.minimum(b, 0), R, self.stabilizer)
-        return Propagation(
-            self.alpha * pos.relevance - self.beta * neg.relevance,
-            self.alpha * pos.absorbed - self.beta * neg.absorbed,
-        )
+            return pos.scaled(self.alpha)
+        return pos.scaled(self.alpha) + _one_sign(layer, a, R, False, self).scaled(-self.beta)
 
 
-@dataclass(frozen=True)
-class ZPlus(_LinearRule):
+def _one_sign(layer: LinearLayer, a: Array, R: Array, positive: bool, rule: Any) -> Propagation:
+    """Relevance through the contributions of one sign, with the bias as ``rule.bias`` says."""
+    b = layer.bias_term()
+    bias = {"split": np.maximum(b, 0) if positive else np.minimum(b, 0), "both": b, "none": np.zeros_like(b)}
+    terms = sign_terms(layer, a, positive, rule.split)
+    return propagate(terms, bias[rule.bias], R, float(rule.stabilizer), rule.form)
+
+
+@dataclass(frozen=True, repr=False)
+class ZPlus(Rule):
     r"""LRP-z+: only positive contributions.
 
     .. math:: R_j = \sum_k \frac{(a_j w_{jk})^+}{\sum_{j'} (a_{j'} w_{j'k})^+ + b_k^+} R_k
 
-    For non-negative inputs this is ``a_j w_jk+ / sum a w+``.  Bias: ``b+`` in
-    the denominator (so that ``ZPlus`` equals ``AlphaBeta(1, 0)``); its share
-    is absorbed.  Stabiliser: ``stabilizer`` (default 0), sign-aligned; where
-    no contribution is positive the relevance is absorbed.
+    For non-negative inputs this is ``a_j w_jk+ / sum a w+``.  Bias, split and
+    stabiliser as the positive part of :class:`AlphaBeta` (lrp_ref: ``b+`` in
+    the denominator, so that ``ZPlus`` equals ``AlphaBeta(1, 0)``); the bias
+    share is absorbed, and where no contribution is positive so is the relevance.
     Reference: Montavon et al. 2017, "Explaining nonlinear classification
     decisions with deep Taylor decomposition", Pattern Recognition 65, eq. (z+);
     Bach et al. 2015 eq. (60) with alpha = 1, beta = 0.
 
     Parameters
     ----------
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form, bias, split : conventions, as for AlphaBeta
     """
 
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
+    bias: str | None = None
+    split: str | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "ZPlus"))
-
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        b = layer.bias_term()
-        return _propagate(_split_terms(layer, a, positive=True), np.maximum(b, 0), R, self.stabilizer)
-
-
-def _bound_repr(x: Any) -> str:
-    arr = np.asarray(x)
-    return repr(float(arr)) if arr.ndim == 0 else f"array{arr.shape}"
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+        return _one_sign(layer, a, R, True, self)
 
 
 @dataclass(frozen=True, repr=False)
-class ZBox(_LinearRule):
+class ZBox(Rule):
     r"""LRP-zB (box rule) for inputs bounded by ``low <= x <= high``, e.g. pixels.
 
     .. math:: R_i = \sum_k \frac{x_i w_{ik} - l_i w_{ik}^+ - h_i w_{ik}^-}
@@ -332,8 +376,8 @@ class ZBox(_LinearRule):
 
     Every term of the denominator is >= 0 when ``l <= x <= h``, so the rule
     is well behaved; an input outside its bounds is refused.
-    Bias: ignored (not in the denominator); nothing is absorbed except at
-    zero denominators.  Stabiliser: ``stabilizer`` (default 0), sign-aligned.
+    Bias: not in the denominator (in zennit's form ``b - b+ - b-`` cancels);
+    nothing is absorbed except by the stabiliser and zero denominators.
     Meant for the first layer.
     Reference: Montavon et al. 2017 (deep Taylor decomposition), eq. (zB);
     Montavon et al. 2019, Sec. 10.2.4.
@@ -342,18 +386,22 @@ class ZBox(_LinearRule):
     ----------
     low, high : float or array broadcastable to the layer input (N, ...)
         Lowest and highest admissible input value, per element if arrays.
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form : convention
     """
 
     low: Any
     high: Any
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
+    _shown: ClassVar[tuple[str, ...]] = ("low", "high")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         low, high = np.array(self.low, dtype=np.float64), np.array(self.high, dtype=np.float64)
         for name, arr in (("low", low), ("high", high)):
             if not np.all(np.isfinite(arr)):
-                raise RuleParameterError(f"ZBox: {name} must be finite; got {_bound_repr(arr)} with NaN/inf")
+                raise RuleParameterError(f"ZBox: {name} must be finite; got {_short(arr)} with NaN/inf")
         try:
             gap = high - low
         except ValueError as exc:
@@ -364,12 +412,8 @@ class ZBox(_LinearRule):
         high.setflags(write=False)
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "ZBox"))
 
-    def __repr__(self) -> str:
-        return f"ZBox(low={_bound_repr(self.low)}, high={_bound_repr(self.high)})"
-
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
         try:
             low = np.broadcast_to(self.low.astype(a.dtype), a.shape)
             high = np.broadcast_to(self.high.astype(a.dtype), a.shape)
@@ -390,66 +434,69 @@ class ZBox(_LinearRule):
             (layer.with_weight(np.maximum(w, 0)), -low),          # - l w+
             (layer.with_weight(np.minimum(w, 0)), -high),         # - h w-
         ]
-        return _propagate(terms, np.zeros_like(layer.bias_term()), R, self.stabilizer)
+        return propagate(terms, np.zeros_like(layer.bias_term()), R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class WSquare(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class WSquare(Rule):
     r"""LRP-w^2: relevance by squared weights, independent of the input.
 
     .. math:: R_i = \sum_k \frac{w_{ik}^2}{\sum_{i'} w_{i'k}^2} R_k
 
-    Meant for the first layer with unbounded real inputs.  Bias: ignored.
-    Positions that are zero padding are not inputs and take no share.
-    Stabiliser: ``stabilizer`` (default 0); a zero column absorbs its relevance.
+    Meant for the first layer with unbounded real inputs.  Bias:
+    ``bias="ignore"`` (lrp_ref, iNNvestigate) leaves it out;
+    ``bias="square"`` (zennit) adds ``b_k^2`` to the denominator, and that
+    share is absorbed.  Positions that are zero padding are not inputs and
+    take no share.  Stabiliser: ``stabilizer``; a zero column absorbs its relevance.
     Reference: Montavon et al. 2017 (deep Taylor decomposition), eq. (w^2).
 
     Parameters
     ----------
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form, bias : conventions
     """
 
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
+    bias: str | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "WSquare"))
-
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
         squared = layer.with_weight(layer.weight**2)
-        return _propagate([(squared, np.ones_like(a))], np.zeros_like(layer.bias_term()), R, self.stabilizer)
+        b = layer.bias_term()
+        bias = b**2 if self.bias == "square" else np.zeros_like(b)
+        return propagate([(squared, np.ones_like(a))], bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Flat(_LinearRule):
+@dataclass(frozen=True, repr=False)
+class Flat(Rule):
     r"""Flat rule: relevance spread uniformly over each output's receptive field.
 
     .. math:: R_i = \sum_k \frac{1}{\sum_{i'} 1} R_k
 
     where both sums run over the inputs connected to ``k`` (zero-padding
-    positions are not inputs).  Bias: ignored.  Stabiliser: ``stabilizer``
-    (default 0).
+    positions are not inputs).  Bias: ignored.  Stabiliser: ``stabilizer``.
     Reference: Lapuschkin et al. 2019, "Unmasking Clever Hans predictors",
     Nature Communications 10:1096 (methods, "flat" rule).
 
     Parameters
     ----------
-    stabilizer : float >= 0, default 0
+    stabilizer : float >= 0
+    form : convention
     """
 
-    stabilizer: float = 0.0
+    stabilizer: float | None = None
+    form: str | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stabilizer", _check_number(self.stabilizer, "stabilizer", "Flat"))
-
-    def relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
         flat = layer.with_weight(np.ones_like(layer.weight))
-        return _propagate([(flat, np.ones_like(a))], np.zeros_like(layer.bias_term()), R, self.stabilizer)
+        zero_bias = np.zeros_like(layer.bias_term())
+        return propagate([(flat, np.ones_like(a))], zero_bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- rules for the other layers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Pass(Rule):
     """Pass relevance through unchanged (reshaped to the input): for ReLU and Flatten.
 
@@ -462,31 +509,64 @@ class Pass(Rule):
 
     layer_types = (ReLU, Flatten)
 
-    def relevance(self, layer: Layer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: Layer, a: Array, R: Array) -> Propagation:
         return Propagation(R.reshape(a.shape), np.zeros(a.shape[0], dtype=R.dtype))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WinnerTakesAll(Rule):
-    """Max pooling: each window's relevance goes to the input that was its maximum.
+    r"""Max pooling: each window's relevance goes to the input that was its maximum.
 
-    .. math:: R_j = \\sum_k \\frac{[a_j = \\max_{j' \\in k} a_{j'}]}{\\#\\{\\text{ties in } k\\}} R_k
+    .. math:: R_j = \sum_k \frac{[a_j = \max_{j' \in k} a_{j'}]}{\#\{\text{ties in } k\}}
+              \frac{z_k}{z_k + \epsilon\,\mathrm{sign}(z_k)} R_k, \qquad z_k = \max_{j' \in k} a_{j'}
 
-    ``ties="split"`` (default) shares a window's relevance evenly among inputs
+    ``ties="split"`` (lrp_ref) shares a window's relevance evenly among inputs
     tied for the maximum; ``ties="first"`` gives it to the first arg-max in
-    row-major order, which is how PyTorch routes the gradient.  Nothing is
-    absorbed.  Reference: Bach et al. 2015, Sec. 3.3 ("winner takes all").
+    row-major order, which is how PyTorch routes the gradient (zennit).
+    ``epsilon > 0`` is the epsilon rule applied to the pooling (Captum): the
+    stabiliser absorbs ``R_k eps / (z_k + eps)``.  With the lrp_ref default
+    ``epsilon = 0`` nothing is absorbed.
+    Reference: Bach et al. 2015, Sec. 3.3 ("winner takes all").
     """
 
-    ties: Ties = "split"
+    ties: str | None = None
+    epsilon: float | None = None
+    form: str | None = None
     layer_types = (MaxPool2d,)
 
-    def __post_init__(self) -> None:
-        if self.ties not in ("split", "first"):
-            raise RuleParameterError(f"WinnerTakesAll: ties must be 'split' or 'first'; got {self.ties!r}")
+    def _relevance(self, layer: MaxPool2d, a: Array, R: Array) -> Propagation:
+        if self.epsilon:
+            z = layer.forward(a)
+            with np.errstate(over="ignore", invalid="ignore"):
+                kept = R * np.divide(z, stabilize(z, self.epsilon, self.form), out=np.zeros_like(z),  # type: ignore[arg-type]
+                                     where=stabilize(z, self.epsilon, self.form) != 0)  # type: ignore[arg-type]
+        else:
+            kept = R
+        routed = layer.route(a, kept, self.ties)  # type: ignore[arg-type]
+        return Propagation(routed, per_sample_sum(R - kept))
 
-    def relevance(self, layer: MaxPool2d, a: Array, R: Array) -> Propagation:
-        return Propagation(layer.route(a, R, self.ties), np.zeros(a.shape[0], dtype=R.dtype))
+
+@dataclass(frozen=True, repr=False)
+class AverageInstead(Rule):
+    r"""Max pooling treated as average pooling in the backward pass (the Montavon et al. tutorial).
+
+    .. math:: R_j = \sum_k \frac{a_j / n_k}{\sum_{j' \in k} a_{j'} / n_k + \epsilon} R_k
+
+    The relevance of each window is shared in proportion to the inputs, as
+    LRP-0 on the average pooling with the same window and stride would share
+    it.  Stabiliser: ``stabilizer`` of the given ``form`` (the tutorial adds 1e-9).
+    Only for max pooling without padding.
+    """
+
+    stabilizer: float | None = None
+    form: str | None = None
+    layer_types = (MaxPool2d,)
+
+    def _relevance(self, layer: MaxPool2d, a: Array, R: Array) -> Propagation:
+        if layer.padding != (0, 0):
+            raise RuleParameterError(f"AverageInstead needs max pooling without padding; got {layer.describe()}")
+        avg = AvgPool2d(layer.kernel_size, layer.stride, dtype=layer.dtype)
+        return propagate([(avg, a)], avg.bias_term(), R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
 
 def default_rule(layer: Layer) -> Rule | None:

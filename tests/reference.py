@@ -209,6 +209,32 @@ def ref_maxpool_route(a: Array, R: Array, kernel_size: Any, stride: Any = None, 
     return out
 
 
+def ref_maxpool_epsilon(a: Array, R: Array, kernel_size: Any, epsilon: float, stride: Any = None,
+                        padding: Any = 0, ties: str = "first") -> tuple[Array, Array]:
+    """The epsilon rule on max pooling (Captum), as loops: the winner j of window k gets
+    ``a_j / (z_k + eps sign(z_k)) R_k`` with ``z_k = a_j`` the window's maximum; the rest is absorbed."""
+    kernel = _pair(kernel_size)
+    strides = _pair(stride if stride is not None else kernel)
+    pads = _pair(padding)
+    out = np.zeros(a.shape, dtype=np.float64)
+    absorbed = np.zeros(a.shape[0])
+    for n in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            for y in range(R.shape[2]):
+                for xx in range(R.shape[3]):
+                    pixels = _maxpool_window(a.shape[2], a.shape[3], y, xx, kernel, strides, pads)
+                    best = max(a[n, c, r, q] for r, q in pixels)
+                    winners = [(r, q) for r, q in pixels if a[n, c, r, q] == best]
+                    if ties == "first":
+                        winners = winners[:1]
+                    den = best + epsilon * (1.0 if best >= 0 else -1.0)
+                    share = best / den * R[n, c, y, xx] if den != 0 else 0.0
+                    for r, q in winners:
+                        out[n, c, r, q] += share / len(winners)
+                    absorbed[n] += R[n, c, y, xx] - share
+    return out, absorbed
+
+
 # ----------------------------------------------------------------------------- layers as matrices
 
 
@@ -267,14 +293,25 @@ def _sign0(z: Array) -> Array:
     return np.where(z >= 0, 1.0, -1.0)
 
 
-def _distribute(Z: Array, extra: Array, R: Array, eps: float) -> tuple[Array, Array]:
-    """``R_j = sum_k Z_jk / den_k * R_k`` with ``den_k = sum_j Z_jk + extra_k + eps sign(.)``.
+def _stabilizer_term(z: Array, eps: float, form: str) -> Array:
+    """What each stabiliser form adds to the denominator ``z``."""
+    if form == "sign":
+        return eps * _sign0(z)
+    if form == "add":
+        return np.full_like(z, eps)
+    if form == "zeros":
+        return np.where(z == 0, eps, 0.0)
+    raise ValueError(form)
+
+
+def _distribute(Z: Array, extra: Array, R: Array, eps: float, form: str = "sign") -> tuple[Array, Array]:
+    """``R_j = sum_k Z_jk / den_k * R_k`` with ``den_k = sum_j Z_jk + extra_k + stab(.)``.
 
     Z (N, J, K) contributions; extra (K,) or (N, K) the non-input part of the
     denominator.  Returns (R_in (N, J), absorbed (N,)) as in the module docstring.
     """
     z = np.einsum("njk->nk", Z) + extra
-    stab = eps * _sign0(z)
+    stab = _stabilizer_term(z, eps, form)
     den = z + stab
     zero = den == 0
     ratio = np.divide(R, den, out=np.zeros_like(den), where=~zero)  # R_k / den_k, 0 where den_k == 0
@@ -289,44 +326,82 @@ def _contributions(a: Array, W: Array) -> Array:
     return np.einsum("nj,jk->njk", a, W)
 
 
-def ref_lrp0(W: Array, b: Array, a: Array, R: Array) -> tuple[Array, Array]:
+def ref_lrp0(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0, form: str = "sign"
+             ) -> tuple[Array, Array]:
     """R_j = sum_k a_j w_jk / z_k R_k,  z_k = sum_j a_j w_jk + b_k; bias share absorbed; z_k == 0 absorbs."""
-    return _distribute(_contributions(a, W), b, R, 0.0)
+    return _distribute(_contributions(a, W), b, R, stabilizer, form)
 
 
-def ref_epsilon(W: Array, b: Array, a: Array, R: Array, epsilon: float) -> tuple[Array, Array]:
-    """R_j = sum_k a_j w_jk / (z_k + eps sign(z_k)) R_k; bias and stabiliser shares absorbed."""
-    return _distribute(_contributions(a, W), b, R, epsilon)
+def ref_epsilon(W: Array, b: Array, a: Array, R: Array, epsilon: float, stabilizer: float = 0.0,
+                scale: str = "absolute", form: str = "sign") -> tuple[Array, Array]:
+    """R_j = sum_k a_j w_jk / (z_k + eps sign(z_k)) R_k; bias and stabiliser shares absorbed.
+
+    ``scale="rms"``: eps = epsilon * sqrt(mean z^2) over the whole batch (the tutorial), plus ``stabilizer``.
+    """
+    eps = epsilon
+    if scale == "rms":
+        eps = epsilon * float(np.sqrt(np.mean((a @ W + b) ** 2)))
+    return _distribute(_contributions(a, W), b, R, eps + stabilizer, form)
 
 
-def ref_gamma(W: Array, b: Array, a: Array, R: Array, gamma: float, stabilizer: float = 0.0) -> tuple[Array, Array]:
-    """R_j = sum_k a_j (w_jk + g w_jk+) / (sum_j' a_j' (w_j'k + g w_j'k+) + b_k + g b_k+) R_k."""
-    W_gamma = W + gamma * np.maximum(W, 0.0)
-    b_gamma = b + gamma * np.maximum(b, 0.0)
-    return _distribute(_contributions(a, W_gamma), b_gamma, R, stabilizer)
+def ref_gamma(W: Array, b: Array, a: Array, R: Array, gamma: float, stabilizer: float = 0.0,
+              variant: str = "plain", form: str = "sign") -> tuple[Array, Array]:
+    """Gamma in its three variants (see lrp_ref.rules.Gamma).
+
+    plain:       R_j = sum_k a_j (w + g w+)_jk / (sum_j' a_j' (w + g w+)_j'k + b_k + g b_k+) R_k
+    weights:     the same with the bias b_k unchanged
+    generalized: for z_k > 0 the contributions a+_j (w + g w+)_jk + a-_j (w + g w-)_jk and bias b + g b+,
+                 for z_k < 0 a+_j (w + g w-)_jk + a-_j (w + g w+)_jk and b + g b-; z_k == 0 absorbs R_k
+    """
+    up, down = W + gamma * np.maximum(W, 0.0), W + gamma * np.minimum(W, 0.0)
+    if variant == "plain":
+        return _distribute(_contributions(a, up), b + gamma * np.maximum(b, 0.0), R, stabilizer, form)
+    if variant == "weights":
+        return _distribute(_contributions(a, up), b, R, stabilizer, form)
+    a_pos, a_neg = np.maximum(a, 0.0), np.minimum(a, 0.0)
+    z = a @ W + b
+    Z_pos = _contributions(a_pos, up) + _contributions(a_neg, down)
+    Z_neg = _contributions(a_pos, down) + _contributions(a_neg, up)
+    positive = (z > 0)[:, None, :]
+    Z = np.where(positive, Z_pos, Z_neg)
+    extra = np.where(z > 0, b + gamma * np.maximum(b, 0.0), b + gamma * np.minimum(b, 0.0))
+    R_in, absorbed = _distribute(Z, extra, np.where(z == 0, 0.0, R), stabilizer, form)
+    return R_in, absorbed + np.where(z == 0, R, 0.0).sum(axis=1)
 
 
-def ref_alphabeta(W: Array, b: Array, a: Array, R: Array, alpha: float, beta: float,
-                  stabilizer: float = 0.0) -> tuple[Array, Array]:
+def _signed_parts(a: Array, W: Array, b: Array, split: str, bias: str) -> tuple[Array, Array, Array, Array]:
+    """(Z+, extra+, Z-, extra-): the contributions of each sign and the bias in each denominator."""
+    if split == "contributions":
+        Z = _contributions(a, W)
+        Z_pos, Z_neg = np.maximum(Z, 0.0), np.minimum(Z, 0.0)
+    else:  # weights only: a_j w_jk+ and a_j w_jk-, inputs as they are
+        Z_pos, Z_neg = _contributions(a, np.maximum(W, 0.0)), _contributions(a, np.minimum(W, 0.0))
+    b_pos, b_neg = {"split": (np.maximum(b, 0.0), np.minimum(b, 0.0)), "both": (b, b),
+                    "none": (0 * b, 0 * b)}[bias]
+    return Z_pos, b_pos, Z_neg, b_neg
+
+
+def ref_alphabeta(W: Array, b: Array, a: Array, R: Array, alpha: float, beta: float, stabilizer: float = 0.0,
+                  bias: str = "split", split: str = "contributions", form: str = "sign") -> tuple[Array, Array]:
     """R_j = sum_k (alpha (a w)+_jk / (sum (a w)+ + b+) - beta (a w)-_jk / (sum (a w)- + b-)) R_k.
 
-    The contributions themselves are split by sign; each denominator has its
-    own stabiliser; absorbed = alpha * (positive share) - beta * (negative share).
+    Each denominator has its own stabiliser; absorbed = alpha * (positive share) - beta * (negative share).
     """
-    Z = _contributions(a, W)
-    pos, pos_absorbed = _distribute(np.maximum(Z, 0.0), np.maximum(b, 0.0), R, stabilizer)
-    neg, neg_absorbed = _distribute(np.minimum(Z, 0.0), np.minimum(b, 0.0), R, stabilizer)
+    Z_pos, b_pos, Z_neg, b_neg = _signed_parts(a, W, b, split, bias)
+    pos, pos_absorbed = _distribute(Z_pos, b_pos, R, stabilizer, form)
+    neg, neg_absorbed = _distribute(Z_neg, b_neg, R, stabilizer, form)
     return alpha * pos - beta * neg, alpha * pos_absorbed - beta * neg_absorbed
 
 
-def ref_zplus(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
+def ref_zplus(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0, bias: str = "split",
+              split: str = "contributions", form: str = "sign") -> tuple[Array, Array]:
     """R_j = sum_k (a_j w_jk)+ / (sum_j' (a_j' w_j'k)+ + b_k+) R_k."""
-    Z = _contributions(a, W)
-    return _distribute(np.maximum(Z, 0.0), np.maximum(b, 0.0), R, stabilizer)
+    Z_pos, b_pos, _, _ = _signed_parts(a, W, b, split, bias)
+    return _distribute(Z_pos, b_pos, R, stabilizer, form)
 
 
 def ref_zbox(W: Array, b: Array, a: Array, R: Array, low: Array, high: Array,
-             stabilizer: float = 0.0) -> tuple[Array, Array]:
+             stabilizer: float = 0.0, form: str = "sign") -> tuple[Array, Array]:
     """R_i = sum_k (x_i w_ik - l_i w_ik+ - h_i w_ik-) / sum_i'(same) R_k; bias ignored.
 
     ``low``/``high`` are already broadcast to ``a`` (N, J).
@@ -336,19 +411,22 @@ def ref_zbox(W: Array, b: Array, a: Array, R: Array, low: Array, high: Array,
     Z = (np.einsum("nj,jk->njk", a, W)
          - np.einsum("nj,jk->njk", low, np.maximum(W, 0.0))
          - np.einsum("nj,jk->njk", high, np.minimum(W, 0.0)))
-    return _distribute(Z, np.zeros(W.shape[1]), R, stabilizer)
+    return _distribute(Z, np.zeros(W.shape[1]), R, stabilizer, form)
 
 
-def ref_wsquare(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
-    """R_i = sum_k w_ik^2 / sum_i' w_i'k^2 R_k; independent of ``a``; bias ignored."""
+def ref_wsquare(W: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0, bias: str = "ignore",
+                form: str = "sign") -> tuple[Array, Array]:
+    """R_i = sum_k w_ik^2 / (sum_i' w_i'k^2 [+ b_k^2]) R_k; independent of ``a``."""
     Z = np.broadcast_to(W**2, (a.shape[0], *W.shape))
-    return _distribute(Z, np.zeros(W.shape[1]), R, stabilizer)
+    extra = b**2 if bias == "square" else np.zeros(W.shape[1])
+    return _distribute(Z, extra, R, stabilizer, form)
 
 
-def ref_flat(C: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0) -> tuple[Array, Array]:
+def ref_flat(C: Array, b: Array, a: Array, R: Array, stabilizer: float = 0.0, form: str = "sign"
+             ) -> tuple[Array, Array]:
     """R_i = sum_k [i -> k] / #{i' -> k} R_k over the receptive field; ``C`` is the 0/1 connectivity matrix."""
     Z = np.broadcast_to(C, (a.shape[0], *C.shape))
-    return _distribute(Z, np.zeros(C.shape[1]), R, stabilizer)
+    return _distribute(Z, np.zeros(C.shape[1]), R, stabilizer, form)
 
 
 def ref_rule(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, Array, Array] | None = None
@@ -357,7 +435,9 @@ def ref_rule(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, A
 
     ``matrices`` optionally passes ``(W, b, C)`` already computed by
     :func:`dense_matrix` and :func:`connectivity_matrix` for this layer and input shape.
+    The rule's unset conventions are lrp_ref's defaults (``rule.resolved()``).
     """
+    rule = rule.resolved()
     input_shape = a.shape[1:]
     if matrices is None:
         W, b = dense_matrix(layer, input_shape)
@@ -366,24 +446,25 @@ def ref_rule(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, A
         W, b, C = matrices
     a2 = a.reshape(a.shape[0], -1).astype(np.float64)
     R2 = R.reshape(R.shape[0], -1).astype(np.float64)
+    eps, form = getattr(rule, "stabilizer", 0.0), getattr(rule, "form", "sign")
     if isinstance(rule, LRP0):
-        out = ref_lrp0(W, b, a2, R2)
+        out = ref_lrp0(W, b, a2, R2, eps, form)
     elif isinstance(rule, Epsilon):
-        out = ref_epsilon(W, b, a2, R2, rule.epsilon)
+        out = ref_epsilon(W, b, a2, R2, rule.epsilon, eps, rule.scale, form)
     elif isinstance(rule, Gamma):
-        out = ref_gamma(W, b, a2, R2, rule.gamma, rule.stabilizer)
+        out = ref_gamma(W, b, a2, R2, rule.gamma, eps, rule.variant, form)
     elif isinstance(rule, AlphaBeta):
-        out = ref_alphabeta(W, b, a2, R2, rule.alpha, rule.beta, rule.stabilizer)
+        out = ref_alphabeta(W, b, a2, R2, rule.alpha, rule.beta, eps, rule.bias, rule.split, form)
     elif isinstance(rule, ZPlus):
-        out = ref_zplus(W, b, a2, R2, rule.stabilizer)
+        out = ref_zplus(W, b, a2, R2, eps, rule.bias, rule.split, form)
     elif isinstance(rule, ZBox):
         low = np.broadcast_to(np.asarray(rule.low, dtype=np.float64), a.shape).reshape(a2.shape)
         high = np.broadcast_to(np.asarray(rule.high, dtype=np.float64), a.shape).reshape(a2.shape)
-        out = ref_zbox(W, b, a2, R2, low, high, rule.stabilizer)
+        out = ref_zbox(W, b, a2, R2, low, high, eps, form)
     elif isinstance(rule, WSquare):
-        out = ref_wsquare(W, b, a2, R2, rule.stabilizer)
+        out = ref_wsquare(W, b, a2, R2, eps, rule.bias, form)
     elif isinstance(rule, Flat):
-        out = ref_flat(C, b, a2, R2, rule.stabilizer)
+        out = ref_flat(C, b, a2, R2, eps, form)
     else:
         raise TypeError(f"no reference for rule {rule!r}")
     R_in, absorbed = out

@@ -57,6 +57,15 @@ def test_first_layer_is_first_dense_when_no_conv():
     assert names(C.epsilon_plus_flat().rules_for(model)) == ["Pass", "Flat", "Pass", "Epsilon"]
 
 
+def test_epsilon_gamma_box_puts_the_box_on_the_first_convolution_only():
+    """As zennit's EpsilonGammaBox: its first-layer map matches convolutions only."""
+    mlp = L.Sequential([L.Flatten(), L.Dense(np.ones((3, 4))), L.ReLU(), L.Dense(np.ones((2, 3)))])
+    assert names(C.epsilon_gamma_box(0.0, 1.0).rules_for(mlp)) == ["Pass", "Epsilon", "Pass", "Epsilon"]
+    dense_first = L.Sequential([L.Dense(np.ones((16, 4))), L.ReLU(), L.layers.Flatten(),
+                                L.Dense(np.ones((2, 16)))])
+    assert names(C.epsilon_gamma_box(0.0, 1.0).rules_for(dense_first))[0] == "Epsilon"
+
+
 def test_preset_parameters_reach_the_rules():
     rules = C.epsilon_gamma_box(-1.0, 2.0, epsilon=0.5, gamma=0.75, stabilizer=1e-3).rules_for(mnist_like())
     box = rules[0]
@@ -72,7 +81,7 @@ def test_describe_prints_every_layer():
     lines = text.splitlines()
     assert lines[0].startswith("LayerTypeComposite(name='epsilon_gamma_box'")
     assert len(lines) == 1 + len(model)
-    assert "Conv2d(1 -> 4, 3x3, bias)" in lines[1] and "ZBox(low=0.0, high=1.0)" in lines[1]
+    assert "Conv2d(1 -> 4, 3x3, bias)" in lines[1] and "ZBox(low=0.0, high=1.0, stabilizer=1e-06)" in lines[1]
     assert "Gamma(gamma=0.25, stabilizer=1e-06)" in lines[4]
 
 

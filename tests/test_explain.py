@@ -240,7 +240,7 @@ def test_rule_on_wrong_layer(cnn, x_cnn):
     rules[0] = R.LRP0()
     rules[3], rules[6], rules[8] = R.LRP0(), R.LRP0(), R.LRP0()
     rules[1] = R.Epsilon()
-    with pytest.raises(L.RuleAssignmentError, match=r"Epsilon\(epsilon=1e-06\) cannot handle layer 1 \(ReLU\(\)\)"):
+    with pytest.raises(L.RuleAssignmentError, match=r"Epsilon\(\) cannot handle layer 1 \(ReLU\(\)\)"):
         L.explain(cnn, x_cnn, rules)
     with pytest.raises(L.RuleAssignmentError, match=r"layer 0 .* is linear and needs a rule"):
         L.explain(cnn, x_cnn, [None] * len(cnn))
@@ -261,7 +261,10 @@ def test_rule_on_wrong_layer(cnn, x_cnn):
     (lambda: R.ZBox(1.0, 0.0), r"low <= high"),
     (lambda: R.ZBox(np.zeros(3), np.ones(4)), r"do not broadcast"),
     (lambda: R.ZBox(np.nan, 1.0), r"low must be finite"),
-    (lambda: R.WinnerTakesAll("last"), r"ties must be 'split' or 'first'"),
+    (lambda: R.WinnerTakesAll("last"), r"ties must be one of 'split', 'first'; got 'last'"),
+    (lambda: R.AlphaBeta(bias="half"), r"bias must be one of 'split', 'both', 'none'"),
+    (lambda: R.Gamma(variant="fancy"), r"variant must be one of 'plain', 'weights', 'generalized'"),
+    (lambda: R.Epsilon(form="mul"), r"form must be one of 'sign', 'add', 'zeros'"),
 ])
 def test_bad_rule_parameters(make, message):
     with pytest.raises(L.RuleParameterError, match=message):

@@ -23,6 +23,7 @@ from lrp_ref.layers import AvgPool2d, Conv2d, Dense, MaxPool2d
 from lrp_ref.rules import (
     LRP0,
     AlphaBeta,
+    AverageInstead,
     Epsilon,
     Flat,
     Gamma,
@@ -167,6 +168,19 @@ RULES: dict[str, RuleFactory] = {
     "wsquare-stab": lambda a, rng: WSquare(1e-2),
     "flat": lambda a, rng: Flat(),
     "flat-stab": lambda a, rng: Flat(0.5),
+    # convention variants (lrp_ref.profiles): every one against its slow reference
+    "lrp0-add-form": lambda a, rng: LRP0(stabilizer=1e-2, form="add"),
+    "lrp0-zeros-form": lambda a, rng: LRP0(stabilizer=1e-2, form="zeros"),
+    "eps-rms": lambda a, rng: Epsilon(0.25, stabilizer=1e-9, scale="rms", form="add"),
+    "gamma-weights": lambda a, rng: Gamma(0.5, stabilizer=1e-6, variant="weights"),
+    "gamma-generalized": lambda a, rng: Gamma(0.5, stabilizer=1e-6, variant="generalized"),
+    "gamma-generalized-0": lambda a, rng: Gamma(0.0, variant="generalized"),
+    "alphabeta-bias-both": lambda a, rng: AlphaBeta(2.0, 1.0, stabilizer=1e-7, bias="both", form="zeros"),
+    "alphabeta-bias-none": lambda a, rng: AlphaBeta(2.0, 1.0, bias="none"),
+    "alphabeta-split-weights": lambda a, rng: AlphaBeta(2.0, 1.0, stabilizer=1e-9, split="weights", bias="both"),
+    "zplus-split-weights": lambda a, rng: ZPlus(1e-9, split="weights", bias="both"),
+    "wsquare-bias-square": lambda a, rng: WSquare(1e-6, bias="square"),
+    "flat-add-form": lambda a, rng: Flat(1e-3, form="add"),
 }
 
 
@@ -389,6 +403,36 @@ def test_winner_takes_all_matches_reference(pool_name: str, kind: str, ties: str
     # every window has at least one in-image pixel, so nothing is lost
     assert_allclose(fast.relevance.reshape(3, -1).sum(axis=1), R.reshape(3, -1).sum(axis=1),
                     rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).sum())
+
+
+@pytest.mark.parametrize("ties", ["split", "first"])
+@pytest.mark.parametrize("kind", ["generic", "ties-relu", "negative"])
+@pytest.mark.parametrize("pool_name", list(MAXPOOLS))
+def test_maxpool_epsilon_matches_reference(pool_name: str, kind: str, ties: str) -> None:
+    """Captum's convention: the epsilon rule on max pooling."""
+    layer, input_shape = MAXPOOLS[pool_name]
+    rng = np.random.default_rng(_seed("maxpool-eps", pool_name, kind))
+    a = _maxpool_input(kind, (3, *input_shape), rng)
+    R = rng.normal(size=(3, *layer.output_shape(input_shape)))
+    fast = WinnerTakesAll(ties=ties, epsilon=0.1).relevance(layer, a, R)
+    expected, absorbed = ref.ref_maxpool_epsilon(a, R, layer.kernel_size, 0.1, layer.stride, layer.padding, ties)
+    assert_allclose(fast.relevance, expected, rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).max())
+    assert_allclose(fast.absorbed, absorbed, rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).sum())
+
+
+@pytest.mark.parametrize("kind", ["generic", "ties-relu", "constant"])
+def test_average_instead_matches_lrp0_on_average_pooling(kind: str) -> None:
+    """The tutorial's convention: max pooling explained as average pooling (stride 2 and overlapping 3x3/2)."""
+    for kernel, stride, shape in ((2, 2, (2, 6, 6)), (3, 2, (2, 7, 7))):
+        rng = np.random.default_rng(_seed("average-instead", kind, str(kernel)))
+        a = np.abs(_maxpool_input(kind, (3, *shape), rng))
+        layer = MaxPool2d(kernel, stride)
+        R = rng.normal(size=(3, *layer.output_shape(shape)))
+        fast = AverageInstead(1e-9, form="add").relevance(layer, a, R)
+        W, b = ref.dense_matrix(AvgPool2d(kernel, stride), shape)
+        R_in, absorbed = ref.ref_lrp0(W, b, a.reshape(3, -1), R.reshape(3, -1), 1e-9, "add")
+        assert_allclose(fast.relevance, R_in.reshape(a.shape), rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).max())
+        assert_allclose(fast.absorbed, absorbed, rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).sum())
 
 
 def test_winner_takes_all_tie_conventions_by_hand() -> None:
