@@ -6,6 +6,8 @@ Subcommands::
     lrp-ref explain       --model M --input I --rule R [--target T] --out DIR
     lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
     lrp-ref check         --model M [--samples FILE]
+    lrp-ref vectors       --out DIR
+    lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
 ``mnist_samples.h5`` beside the model), or a ``.npy``, ``.h5`` or ``.png`` file
@@ -28,7 +30,8 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from . import catalog, io, viz
+from . import catalog, io, profiles, vectors, viz
+from .compare import compare
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
 from .sequential import Sequential
@@ -191,7 +194,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
     x, label = read_input(args.input, model, samples, args.preprocessed)
     rules = catalog.from_spec(args.rule, bounds(model))
-    e = explain(model, x, rules, target=args.target)
+    e = explain(model, x, rules, target=args.target, profile=args.profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
@@ -265,6 +268,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_vectors(args: argparse.Namespace) -> int:
+    paths = vectors.write_suite(args.out)
+    print(f"wrote {len(paths)} conformance vectors to {args.out} (format: lrp_ref.vectors module docstring)")
+    return 0
+
+
+def read_candidate(path: Path) -> dict[int, Array]:
+    """A candidate's relevances: a .npy of the input relevance, or an HDF5 file with a dataset
+    'relevance' (input) or a group 'relevance' of datasets named by boundary (000 = input)."""
+    if not path.is_file():
+        raise CliError(f"candidate file {path} not found")
+    if path.suffix.lower() == ".npy":
+        return {0: np.load(path, allow_pickle=False)}
+    with h5py.File(path, "r") as f:
+        if "relevance" not in f:
+            raise CliError(f"{path}: expected a dataset or group named 'relevance'")
+        item = f["relevance"]
+        if isinstance(item, h5py.Dataset):
+            return {0: np.asarray(item)}
+        try:
+            return {int(name): np.asarray(item[name]) for name in item}
+        except ValueError:
+            raise CliError(f"{path}: the datasets in 'relevance' must be named by boundary (000, 001, ...)") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    model = open_model(args.model)
+    samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+    x, _ = read_input(args.input, model, samples, args.preprocessed)
+    candidate = read_candidate(Path(args.candidate))
+    shapes = model.shapes(x.shape[1:])  # one sample's shape at every boundary
+    for k, r in candidate.items():
+        if 0 <= k < len(shapes) and r.shape == shapes[k]:  # given without the batch axis
+            candidate[k] = r[None]
+    rules = catalog.from_spec(args.rule, bounds(model))
+    result = compare(model, x, rules, candidate, target=args.target, profile=args.profile, dtype=args.dtype)
+    print(result.report())
+    return 0 if result.ok else 1
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -294,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="sample:K, or a .npy/.h5/.png file of raw values")
     p.add_argument("--rule", required=True, help="e.g. epsilon:epsilon=0.25, epsilon_gamma_box, zbox+alpha_beta")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("compare-rules", help="one figure: the input and a heatmap for every rule of the seed")
@@ -305,6 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run every rule over the shipped samples and report the ledger")
     common(p, False)
     p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("vectors", help="write the golden conformance vectors (HDF5) to a folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=cmd_vectors)
+
+    p = sub.add_parser("compare", help="compare another implementation's relevances with the oracle's")
+    common(p, True)
+    p.add_argument("--input", required=True, help="sample:K, or a .npy/.h5/.png file of raw values")
+    p.add_argument("--rule", required=True, help="the rule or composite the candidate implements")
+    p.add_argument("--candidate", required=True,
+                   help=".npy of the input relevance, or .h5 with 'relevance' or 'relevance/000'...")
+    p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="precision the candidate computed in (picks the tolerance)")
+    p.set_defaults(run=cmd_compare)
     return parser
 
 

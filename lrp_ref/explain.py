@@ -140,7 +140,8 @@ def explain(
         raise TypeError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
     x = _as_batch(x, model)
     conventions = get_profile(profile)
-    layer_rules = [conventions.resolve(r) for r in resolve_rules(rules, model, conventions.default_rule)]
+    layer_rules = [conventions.resolve(rule, layer)
+                   for rule, layer in zip(resolve_rules(rules, model, conventions.default_rule), model)]
 
     activations = model.forward_all(x)
     output = activations[-1]

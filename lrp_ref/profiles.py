@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .layers import Flatten, Layer, MaxPool2d, ReLU
-from .rules import DEFAULTS, AverageInstead, Pass, Rule, WinnerTakesAll
+from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
+from .rules import DEFAULTS, AverageInstead, Epsilon, Pass, Rule, WinnerTakesAll
 
 __all__ = ["PROFILES", "Profile", "get_profile", "table"]
 
@@ -55,6 +55,10 @@ class Profile:
         Default start relevance: the target output's value (logit x one-hot),
         or 1 (one-hot).  Every rule is linear in the start relevance, so the
         two differ only by a per-sample factor.
+    avgpool_epsilon : bool
+        Average pooling always takes the epsilon rule with the profile's
+        stabiliser as epsilon, whatever rule was given (zennit's ``Norm``;
+        Captum applies its epsilon rule to every layer without weights).
     """
 
     name: str
@@ -62,6 +66,7 @@ class Profile:
     defaults: dict[str, Any] = field(default_factory=dict)
     maxpool: Rule = field(default_factory=WinnerTakesAll)
     start: Literal["value", "one"] = "value"
+    avgpool_epsilon: bool = False
 
     def default_rule(self, layer: Layer) -> Rule | None:
         """The rule a non-linear layer takes under this profile; None for linear layers."""
@@ -71,8 +76,10 @@ class Profile:
             return Pass()
         return None
 
-    def resolve(self, rule: Rule) -> Rule:
-        """``rule`` with every unset convention taken from this profile."""
+    def resolve(self, rule: Rule, layer: Layer) -> Rule:
+        """The rule ``layer`` takes under this profile, every unset convention filled in."""
+        if self.avgpool_epsilon and isinstance(layer, AvgPool2d) and not isinstance(rule, Epsilon):
+            rule = Epsilon(self.choice("stabilizer"))
         return rule.resolved(self.defaults)
 
     def start_relevance(self, output: Array, target: Array) -> Array:
@@ -98,19 +105,21 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "zennit",
             "stabiliser 1e-6 in every rule, generalised gamma (per-output sign), w-square with b^2 in the "
-            "denominator, max pooling by gradient (first arg-max), start = one-hot",
+            "denominator, max pooling by gradient (first arg-max), average pooling by epsilon, start = one-hot",
             defaults={"stabilizer": 1e-6, "epsilon": 1e-6, "variant": "generalized", "WSquare.bias": "square",
                       "ties": "first"},
             maxpool=WinnerTakesAll(ties="first"),
             start="one",
+            avgpool_epsilon=True,
         ),
         Profile(
             "captum",
             "stabiliser 1e-9, gamma and z+ clamp the weights only (inputs not split, bias unchanged in the "
-            "denominator), the epsilon rule on max pooling, start = logit",
+            "denominator), the epsilon rule on max and average pooling, start = logit",
             defaults={"stabilizer": 1e-9, "epsilon": 1e-9, "variant": "weights", "split": "weights",
                       "bias": "both", "ties": "first"},
             maxpool=WinnerTakesAll(ties="first", epsilon=1e-9),
+            avgpool_epsilon=True,
         ),
         Profile(
             "innvestigate",
@@ -130,7 +139,7 @@ PROFILES: dict[str, Profile] = {
             "tutorial",
             "the Montavon et al. tutorial: stabiliser z + eps without sign (1e-9), epsilon relative to the RMS "
             "of z over the batch, max pooling as average pooling, start = logit",
-            defaults={"form": "add", "stabilizer": 1e-9, "scale": "rms", "epsilon": 0.25},
+            defaults={"form": "add", "stabilizer": 1e-9, "Epsilon.stabilizer": 1e-9, "scale": "rms", "epsilon": 0.25},
             maxpool=AverageInstead(),
         ),
     )
@@ -162,6 +171,8 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
         p.choice("bias")]),
     ("w-square bias", lambda p: {"ignore": "none", "square": "b^2 in the denominator"}[p.choice("WSquare.bias")]),
     ("max pooling", lambda p: repr(p.maxpool)),
+    ("average pooling", lambda p: "Epsilon(stabiliser), whatever the rule" if p.avgpool_epsilon
+     else "the rule given (a linear layer)"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),
 ]
 

@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "form": "sign",              # stabiliser z + eps * sign(z), sign(0) = +1
     "stabilizer": 0.0,           # no stabiliser: exact formulas, zero denominators absorbed
     "epsilon": 1e-6,             # Epsilon rule
+    "Epsilon.stabilizer": 0.0,   # Epsilon: nothing added to epsilon (the tutorial adds 1e-9)
     "scale": "absolute",         # Epsilon: eps as given (not relative to the RMS of z)
     "variant": "plain",          # Gamma: w + gamma w+ and b + gamma b+, inputs as they are
     "bias": "split",             # AlphaBeta / ZPlus: b+ in the positive, b- in the negative denominator
