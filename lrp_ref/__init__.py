@@ -8,7 +8,7 @@ Public API::
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
 
-from . import composites, rules
+from . import composites, profiles, rules, testing
 from .errors import (
     ConservationError,
     LayerParameterError,
@@ -22,6 +22,7 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .io import load, save
+from .torch_bridge import from_torch, to_torch
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .ledger import Ledger
 from .sequential import Sequential
@@ -49,8 +50,12 @@ __all__ = [
     "TargetError",
     "__version__",
     "composites",
+    "profiles",
     "explain",
+    "from_torch",
     "load",
     "rules",
+    "testing",
     "save",
+    "to_torch",
 ]

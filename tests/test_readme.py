@@ -60,3 +60,15 @@ def test_readme_accuracies_match_the_shipped_files():
         accuracy = lrp_ref.load(ROOT / "weights" / f"{name}.h5").metadata["test_accuracy"]
         assert f"`weights/{name}.h5`" in text
         assert f"{100 * accuracy:.2f}%" in text
+
+
+def test_implementer_example_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    namespace, printed = run_block(python_blocks()[2])
+    assert "boundary" in printed and "first divergence" not in printed
+    assert "all 11 boundaries match the oracle (profile zennit) within 0.0001 of max|R|" in printed
+    assert namespace["report"].ok  # type: ignore[attr-defined]
+
+
+def test_every_python_block_is_run_by_a_test():
+    assert len(python_blocks()) == 3

@@ -58,8 +58,8 @@ def test_png_written(tmp_path):
     assert img[0, 0, 0] > img[0, 0, 2]  # diagonal positive: red
 
 
-def test_import_lrp_ref_loads_no_plotting_library():
+def test_import_lrp_ref_loads_no_plotting_or_torch_library():
     code = ("import sys, lrp_ref, lrp_ref.viz, lrp_ref.cli; "
-            "print(sorted(m for m in ('matplotlib', 'PIL') if m in sys.modules))")
+            "print(sorted(m for m in ('matplotlib', 'PIL', 'torch', 'zennit', 'captum') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
