@@ -22,10 +22,10 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .io import load, save
-from .torch_bridge import from_torch, to_torch
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .ledger import Ledger
 from .sequential import Sequential
+from .torch_bridge import from_torch, to_torch
 
 __version__ = "0.1.0"
 
@@ -50,12 +50,12 @@ __all__ = [
     "TargetError",
     "__version__",
     "composites",
-    "profiles",
     "explain",
     "from_torch",
     "load",
+    "profiles",
     "rules",
-    "testing",
     "save",
+    "testing",
     "to_torch",
 ]
