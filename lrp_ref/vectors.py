@@ -20,8 +20,11 @@ group; the rest of the layout is::
                          parameters (zB bounds) as datasets
     /ledger/r_out, r_in, absorbed   (L, N): per layer and sample, relevance
                          arriving from above, passed below, and absorbed
-    /peers/<library>/relevance      (N, ...) input relevance computed by a peer, with
-                         attributes version and call (how it was obtained)
+    /peers/<library>/relevance      (N, ...) input relevance computed by a peer library
+                         (zennit, captum); attributes version, torch_version, call (the
+                         exact call, one line) and profile (the lrp_ref profile whose
+                         conventions reproduce it)
+    /peers/<library>/oracle         (N, ...) lrp_ref's input relevance under that profile
 
 Every array is float64 (the oracle's dtype) unless stated.  Strings are
 variable-length UTF-8.
@@ -45,7 +48,8 @@ from .errors import ModelFormatError
 from .explain import Explanation, explain
 from .sequential import Sequential
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "StoredVector", "read_vector", "suite", "write_suite", "write_vector"]
+__all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "read_vector", "suite", "write_suite",
+           "write_vector"]
 
 FORMAT = "lrp_ref-vector"
 SCHEMA_VERSION = 1
@@ -64,10 +68,13 @@ class Case:
     rule_spec: str
     profile: str = "lrp_ref"
 
-    def explain(self) -> Explanation:
-        """The oracle's explanation of this case."""
-        rules = catalog.from_spec(self.rule_spec, bounds=(0.0, 1.0))
-        return explain(self.model, self.x, rules, profile=self.profile)
+    def rules(self) -> Any:
+        """The rule or composite named by ``rule_spec`` (zB bounds [0, 1]: the inputs are in [0, 1])."""
+        return catalog.from_spec(self.rule_spec, bounds=(0.0, 1.0))
+
+    def explain(self, profile: str | None = None) -> Explanation:
+        """The oracle's explanation of this case (under ``profile`` if given, else the case's own)."""
+        return explain(self.model, self.x, self.rules(), profile=profile or self.profile)
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -141,7 +148,11 @@ def _rule_attributes(group: Any, rule: Any) -> None:
 
 
 def write_vector(path: str | Path, case: Case) -> Path:
-    """Compute ``case`` with the oracle and write its vector file (peers are added by the cross-checks)."""
+    """Compute ``case`` with the oracle and write its vector file.
+
+    The file has no ``/peers``: ``scripts/record_peers.py`` (``make peers``) adds them, and must be
+    run again after the vectors are regenerated.
+    """
     e = case.explain()
     out = Path(path)
     with h5py.File(out, "w") as f:
@@ -176,6 +187,18 @@ def write_suite(directory: str | Path) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class PeerRecord:
+    """A peer library's recorded input relevance, and lrp_ref's under the profile that reproduces it."""
+
+    library: str
+    relevance: Array
+    oracle: Array
+    profile: str
+    version: str
+    call: str
+
+
+@dataclass(frozen=True)
 class StoredVector:
     """A vector file's contents."""
 
@@ -188,7 +211,7 @@ class StoredVector:
     output: Array
     layers: tuple[Array, ...]
     ledger: dict[str, Array]
-    peers: dict[str, Array]
+    peers: dict[str, PeerRecord]
 
     def case(self) -> Case:
         """The case that regenerates this vector."""
@@ -205,7 +228,11 @@ def read_vector(path: str | Path) -> StoredVector:
         if version > SCHEMA_VERSION:
             raise ModelFormatError(f"{p}: vector schema {version} is newer than this lrp_ref reads ({SCHEMA_VERSION})")
         relevance = f["relevance"]
-        peers = {name: np.asarray(g["relevance"]) for name, g in f.get("peers", {}).items()}
+        peers = {}
+        for name, group in f.get("peers", {}).items():
+            rel = group["relevance"]
+            peers[name] = PeerRecord(name, np.asarray(rel), np.asarray(group["oracle"]), str(rel.attrs["profile"]),
+                                     str(rel.attrs["version"]), str(rel.attrs["call"]))
         return StoredVector(
             name=str(f.attrs["name"]),
             rule_spec=str(f.attrs["rule_spec"]),
