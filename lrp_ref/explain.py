@@ -163,7 +163,7 @@ def explain(
     for i in reversed(range(len(model))):
         layer, rule, a = model[i], layer_rules[i], activations[i]
         try:
-            step = rule.relevance(layer, a, R)
+            step = rule.relevance(layer, a, R, z=activations[i + 1])  # z: reused by the rules that can
         except LrpRefError as exc:  # say where it happened
             raise type(exc)(f"layer {i} ({layer.describe()}) with rule {rule!r}: {exc}") from None
         if not (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed))):

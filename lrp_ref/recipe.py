@@ -93,18 +93,27 @@ def per_sample_sum(x: Array) -> Array:
 
 
 def propagate(
-    terms: list[Term], bias: Array, R: Array, eps: float, form: StabilizerForm = "sign", mask: Array | None = None
+    terms: list[Term],
+    bias: Array,
+    R: Array,
+    eps: float,
+    form: StabilizerForm = "sign",
+    mask: Array | None = None,
+    z: Array | None = None,
 ) -> Propagation:
     """The four LRP steps for the denominator ``sum_t linear_t(a_t) + bias``.
 
     ``terms`` pairs a (modified) layer with the (modified) input it sees; all
     inputs have the shape of the layer input.  ``mask`` (output-shaped,
     boolean) optionally restricts the rule to some outputs: the others pass
-    nothing down here (another call handles them).
+    nothing down here (another call handles them).  ``z``, if given, is that
+    denominator already computed (the forward sweep's pre-activation, for the
+    rules that use the layer unmodified): step 1 is then skipped.
     """
     input_shape = terms[0][1].shape[1:]
     # step 1: modified forward pass, z_k = sum_t sum_j a_tj w_tjk + b'_k
-    z = sum(layer.linear(a) for layer, a in terms) + bias
+    if z is None:
+        z = sum(layer.linear(a) for layer, a in terms) + bias
     zs = stabilize(z, eps, form)
     # step 2: element-wise division s_k = R_k / z_k (0 where the denominator is exactly 0);
     # a subnormal denominator can overflow s: explain() reports that as NonFiniteError

@@ -130,15 +130,22 @@ class Rule:
                         break
         return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
 
-    def relevance(self, layer: Any, a: Array, R: Array) -> Propagation:
+    def relevance(self, layer: Any, a: Array, R: Array, z: Array | None = None) -> Propagation:
         """Relevance ``R_j`` of the layer input ``a`` given the upper relevance ``R``.
 
-        Unset conventions take lrp_ref's defaults; :func:`lrp_ref.explain`
-        resolves them with the chosen profile first.
+        ``z`` is optionally the layer's output from the forward sweep (its
+        pre-activation), which rules that need it reuse instead of a second
+        forward pass.  Unset conventions take lrp_ref's defaults;
+        :func:`lrp_ref.explain` resolves them with the chosen profile first.
         """
-        return self.resolved()._relevance(layer, a, R)
+        if z is None and isinstance(layer, LinearLayer) and self._uses_z:
+            z = layer.forward(a)
+        return self.resolved()._relevance(layer, a, R, z)
 
-    def _relevance(self, layer: Any, a: Array, R: Array) -> Propagation:
+    #: whether _relevance needs the layer's ordinary output z
+    _uses_z: ClassVar[bool] = False
+
+    def _relevance(self, layer: Any, a: Array, R: Array, z: Array | None) -> Propagation:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -181,9 +188,11 @@ class LRP0(Rule):
 
     stabilizer: float | None = None
     form: str | None = None
+    _uses_z: ClassVar[bool] = True
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
-        return propagate([(layer, a)], layer.bias_term(), R, self.stabilizer, self.form)  # type: ignore[arg-type]
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
+        # the denominator is the forward pre-activation itself: step 1 reuses it
+        return propagate([(layer, a)], layer.bias_term(), R, self.stabilizer, self.form, z=z)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, repr=False)
@@ -214,13 +223,15 @@ class Epsilon(Rule):
     scale: str | None = None
     form: str | None = None
     _shown: ClassVar[tuple[str, ...]] = ("epsilon",)
+    _uses_z: ClassVar[bool] = True
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
+        assert z is not None
         eps = float(self.epsilon)  # type: ignore[arg-type]
         if self.scale == "rms":
-            z = layer.forward(a)
             eps *= float(np.sqrt(np.mean(z.astype(np.float64) ** 2)))
-        return propagate([(layer, a)], layer.bias_term(), R, eps + self.stabilizer, self.form)  # type: ignore[operator, arg-type]
+        # the denominator is the forward pre-activation itself: step 1 reuses it
+        return propagate([(layer, a)], layer.bias_term(), R, eps + self.stabilizer, self.form, z=z)  # type: ignore[operator, arg-type]
 
 
 @dataclass(frozen=True, repr=False)
@@ -260,8 +271,9 @@ class Gamma(Rule):
     form: str | None = None
     variant: str | None = None
     _shown: ClassVar[tuple[str, ...]] = ("gamma",)
+    _uses_z: ClassVar[bool] = True  # the generalised variant branches on the sign of z
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         w, b, g = layer.weight, layer.bias_term(), self.gamma
         eps, form = float(self.stabilizer), self.form  # type: ignore[arg-type]
         up = layer.with_weight(w + g * np.maximum(w, 0))
@@ -271,7 +283,7 @@ class Gamma(Rule):
             return propagate([(up, a)], b, R, eps, form)  # type: ignore[arg-type]
         # generalized: the sign of the ordinary pre-activation z picks the branch
         down = layer.with_weight(w + g * np.minimum(w, 0))
-        z = layer.forward(a)
+        assert z is not None
         a_pos, a_neg = np.maximum(a, 0), np.minimum(a, 0)
         pos_terms = [(up, a_pos)] + ([(down, a_neg)] if np.any(a_neg) else [])
         neg_terms = [(down, a_pos)] + ([(up, a_neg)] if np.any(a_neg) else [])
@@ -324,7 +336,7 @@ class AlphaBeta(Rule):
                 f"got alpha={self.alpha!r}, beta={self.beta!r}, alpha - beta = {self.alpha - self.beta!r}"
             )
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         pos = _one_sign(layer, a, R, True, self)
         if self.beta == 0:
             return pos.scaled(self.alpha)
@@ -364,7 +376,7 @@ class ZPlus(Rule):
     bias: str | None = None
     split: str | None = None
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         return _one_sign(layer, a, R, True, self)
 
 
@@ -414,7 +426,7 @@ class ZBox(Rule):
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         try:
             low = np.broadcast_to(self.low.astype(a.dtype), a.shape)
             high = np.broadcast_to(self.high.astype(a.dtype), a.shape)
@@ -461,7 +473,7 @@ class WSquare(Rule):
     form: str | None = None
     bias: str | None = None
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         squared = layer.with_weight(layer.weight**2)
         b = layer.bias_term()
         bias = b**2 if self.bias == "square" else np.zeros_like(b)
@@ -488,7 +500,7 @@ class Flat(Rule):
     stabilizer: float | None = None
     form: str | None = None
 
-    def _relevance(self, layer: LinearLayer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         flat = layer.with_weight(np.ones_like(layer.weight))
         zero_bias = np.zeros_like(layer.bias_term())
         return propagate([(flat, np.ones_like(a))], zero_bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
@@ -510,7 +522,7 @@ class Pass(Rule):
 
     layer_types = (ReLU, Flatten)
 
-    def _relevance(self, layer: Layer, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: Layer, a: Array, R: Array, z: Array | None) -> Propagation:
         return Propagation(R.reshape(a.shape), np.zeros(a.shape[0], dtype=R.dtype))
 
 
@@ -535,9 +547,9 @@ class WinnerTakesAll(Rule):
     form: str | None = None
     layer_types = (MaxPool2d,)
 
-    def _relevance(self, layer: MaxPool2d, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: MaxPool2d, a: Array, R: Array, z: Array | None) -> Propagation:
         if self.epsilon:
-            z = layer.forward(a)
+            z = layer.forward(a) if z is None else z
             with np.errstate(over="ignore", invalid="ignore"):
                 kept = R * np.divide(z, stabilize(z, self.epsilon, self.form), out=np.zeros_like(z),  # type: ignore[arg-type]
                                      where=stabilize(z, self.epsilon, self.form) != 0)  # type: ignore[arg-type]
@@ -563,7 +575,7 @@ class AverageInstead(Rule):
     form: str | None = None
     layer_types = (MaxPool2d,)
 
-    def _relevance(self, layer: MaxPool2d, a: Array, R: Array) -> Propagation:
+    def _relevance(self, layer: MaxPool2d, a: Array, R: Array, z: Array | None) -> Propagation:
         if layer.padding != (0, 0):
             raise RuleParameterError(f"AverageInstead needs max pooling without padding; got {layer.describe()}")
         avg = AvgPool2d(layer.kernel_size, layer.stride, dtype=layer.dtype)
