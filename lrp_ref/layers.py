@@ -44,6 +44,12 @@ __all__ = [
 Array = NDArray[Any]
 Shape = tuple[int, ...]
 Ties = Literal["split", "first"]
+Block = tuple[int, int, int, int]
+
+
+def _pair_text(p: Any) -> str:
+    """``2`` for (2, 2), ``(2, 1)`` otherwise: short layer descriptions."""
+    return str(p[0]) if p[0] == p[1] else f"({p[0]}, {p[1]})"
 
 
 def _frozen(a: Array) -> Array:
@@ -286,36 +292,65 @@ class Conv2d(LinearLayer):
             )
         return (self.out_channels, sizes[0], sizes[1])
 
-    def _grouped_weight(self) -> Array:
+    def _weight_matrix(self) -> Array:
+        """The weight as one matrix per group: (G, out/G, in/G * kh * kw), a view.
+
+        Its columns are ordered ``(c, i, j)``, like the rows of
+        :func:`~lrp_ref._windows.im2col`'s window matrix.
+        """
         g = self.groups
-        return self.weight.reshape(g, self.out_channels // g, *self.weight.shape[1:])
+        return self.weight.reshape(g, self.out_channels // g, -1)
+
+    def _blocks(self, n: int, out_rows: int, out_cols: int, dtype: np.dtype[Any]) -> tuple[list[Block], Array]:
+        """Blocks of (samples, output rows) fitting in ``_windows.BLOCK_BYTES``, and a buffer for them."""
+        k = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]  # rows of one group's window matrix
+        row_bytes = k * out_cols * dtype.itemsize
+        blocks = list(_windows.blocks(n, out_rows, row_bytes))
+        return blocks, np.empty(_windows.block_size(n, out_rows, row_bytes) * k * out_cols, dtype)
 
     def linear(self, a: Array) -> Array:
+        # The convolution as matrix products (im2col): for a block of samples and
+        # output rows, gather the windows into a matrix (C/G * kh * kw, rows * OW)
+        # and multiply it by the weight matrix (O/G, C/G * kh * kw) of each group;
+        # the product is the output block in NCHW order, written in place.
         self.check_input(a)
+        n = a.shape[0]
+        _, oh, ow = self.output_shape(tuple(a.shape[1:]))
+        g, cg, og = self.groups, self.weight.shape[1], self.out_channels // self.groups
+        dtype = np.result_type(a.dtype, self.weight.dtype)
         ap = _windows.pad(a, self.padding)  # type: ignore[arg-type]
-        cols = _windows.windows(ap, self.kernel_size, self.stride, self.dilation)  # type: ignore[arg-type]
-        n, _, oh, ow = cols.shape[:4]
-        g, cg = self.groups, self.weight.shape[1]
-        cols = cols.reshape(n, g, cg, oh, ow, *self.kernel_size)
-        w = self._grouped_weight()
-        # one BLAS matmul per group: contract (channel, ki, kj) of windows and kernels
-        out = np.stack([np.tensordot(cols[:, gi], w[gi], axes=([1, 4, 5], [1, 2, 3])) for gi in range(g)], axis=1)
-        # out: (N, G, OH, OW, O/G) -> (N, O, OH, OW)
-        return np.ascontiguousarray(out.transpose(0, 1, 4, 2, 3).reshape(n, self.out_channels, oh, ow))
+        w = self._weight_matrix()
+        out = np.empty((n, self.out_channels, oh, ow), dtype)
+        out_rows = out.reshape(n, g, og, oh * ow)  # a view: out is contiguous
+        blocks, buffer = self._blocks(n, oh, ow, ap.dtype)
+        for n0, n1, y0, y1 in blocks:
+            for gi in range(g):
+                cols = _windows.im2col(ap[n0:n1, gi * cg : (gi + 1) * cg], self.kernel_size, self.stride,  # type: ignore[arg-type]
+                                       self.dilation, (y0, y1), ow, buffer)  # type: ignore[arg-type]
+                np.matmul(w[gi], cols, out=out_rows[n0:n1, gi, :, y0 * ow : y1 * ow])
+        return out
 
     def vjp(self, s: Array, input_shape: Shape) -> Array:
+        # The adjoint, block by block: the transposed weight matrix times the
+        # output block gives W^T s for every window (C/G * kh * kw, rows * OW);
+        # col2im adds each window's values back onto the pixels it came from.
         self.check_output(s, input_shape)
         n, _, oh, ow = s.shape
-        g = self.groups
-        cg, (kh, kw) = self.weight.shape[1], self.kernel_size
-        sg = s.reshape(n, g, self.out_channels // g, oh, ow)
-        w = self._grouped_weight()
-        # W^T s for every window: (N, OH, OW, C/G, kh, kw) per group
-        cols = np.stack([np.tensordot(sg[:, gi], w[gi], axes=([1], [0])) for gi in range(g)], axis=1)
-        cols = cols.transpose(0, 1, 4, 2, 3, 5, 6).reshape(n, g * cg, oh, ow, kh, kw)
+        g, cg, og = self.groups, self.weight.shape[1], self.out_channels // self.groups
+        dtype = np.result_type(s.dtype, self.weight.dtype)
         ph, pw = self.padding  # type: ignore[misc]
-        padded = (n, g * cg, input_shape[1] + 2 * ph, input_shape[2] + 2 * pw)
-        return _windows.crop(_windows.fold(cols, padded, self.stride, self.dilation), self.padding)  # type: ignore[arg-type]
+        grad = np.zeros((n, self.in_channels, input_shape[1] + 2 * ph, input_shape[2] + 2 * pw), dtype)
+        w_t = self._weight_matrix().transpose(0, 2, 1)  # (G, C/G * kh * kw, O/G), a view
+        s_rows = s.reshape(n, g, og, oh * ow)
+        k = w_t.shape[1]
+        blocks, buffer = self._blocks(n, oh, ow, dtype)
+        for n0, n1, y0, y1 in blocks:
+            for gi in range(g):
+                cols = buffer[: (n1 - n0) * k * (y1 - y0) * ow].reshape(n1 - n0, k, (y1 - y0) * ow)
+                np.matmul(w_t[gi], s_rows[n0:n1, gi, :, y0 * ow : y1 * ow], out=cols)
+                _windows.col2im(cols, grad[n0:n1, gi * cg : (gi + 1) * cg], self.kernel_size, self.stride,  # type: ignore[arg-type]
+                                self.dilation, (y0, y1), ow)  # type: ignore[arg-type]
+        return _windows.crop(grad, self.padding)  # type: ignore[arg-type]
 
     def with_weight(self, weight: Array) -> Conv2d:
         return replace(self, weight=self._checked_weight(weight), bias=None)
@@ -330,11 +365,11 @@ class Conv2d(LinearLayer):
     def describe(self) -> str:
         extra = []
         if self.stride != (1, 1):
-            extra.append(f"stride={self.stride}")
+            extra.append(f"stride={_pair_text(self.stride)}")
         if self.padding != (0, 0):
-            extra.append(f"padding={self.padding}")
+            extra.append(f"padding={_pair_text(self.padding)}")
         if self.dilation != (1, 1):
-            extra.append(f"dilation={self.dilation}")
+            extra.append(f"dilation={_pair_text(self.dilation)}")
         if self.groups != 1:
             extra.append(f"groups={self.groups}")
         if self.bias is not None:
@@ -411,14 +446,22 @@ class AvgPool2d(LinearLayer):
         return _pool_output_shape(self, input_shape, self.kernel_size, self.stride, (0, 0))  # type: ignore[arg-type]
 
     def linear(self, a: Array) -> Array:
+        # a weighted sum of the kh * kw shifted slices of the image (see _windows.offsets)
         self.check_input(a)
-        cols = _windows.windows(a, self.kernel_size, self.stride, (1, 1))  # type: ignore[arg-type]
-        return np.tensordot(cols, self.weight, axes=([4, 5], [0, 1]))
+        _, oh, ow = self.output_shape(tuple(a.shape[1:]))
+        out = np.zeros((a.shape[0], a.shape[1], oh, ow), np.result_type(a.dtype, self.weight.dtype))
+        for i, j, rows, cols in _windows.offsets(self.kernel_size, self.stride, (1, 1), (0, oh), ow):  # type: ignore[arg-type]
+            out += self.weight[i, j] * a[:, :, rows, cols]
+        return out
 
     def vjp(self, s: Array, input_shape: Shape) -> Array:
+        # the adjoint: each output value, times the window weight, goes back to its kh * kw pixels
         self.check_output(s, input_shape)
-        cols = s[:, :, :, :, None, None] * self.weight
-        return _windows.fold(cols, (s.shape[0], *input_shape), self.stride, (1, 1))  # type: ignore[arg-type]
+        _, _, oh, ow = s.shape
+        grad = np.zeros((s.shape[0], *input_shape), np.result_type(s.dtype, self.weight.dtype))
+        for i, j, rows, cols in _windows.offsets(self.kernel_size, self.stride, (1, 1), (0, oh), ow):  # type: ignore[arg-type]
+            grad[:, :, rows, cols] += self.weight[i, j] * s
+        return grad
 
     def with_weight(self, weight: Array) -> AvgPool2d:
         return replace(self, window_weight=self._checked_weight(weight))
@@ -435,7 +478,8 @@ class AvgPool2d(LinearLayer):
             float(self.weight.flat[0]) * kh * kw, 1.0
         )
         tail = "" if uniform else ", modified weights"
-        return f"AvgPool2d({kh}x{kw}, stride={self.stride}{tail})"
+        stride = "" if self.stride == self.kernel_size else f", stride={_pair_text(self.stride)}"
+        return f"AvgPool2d({kh}x{kw}{stride}{tail})"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -469,13 +513,26 @@ class MaxPool2d(Layer):
     def output_shape(self, input_shape: Shape) -> Shape:
         return _pool_output_shape(self, input_shape, self.kernel_size, self.stride, self.padding)  # type: ignore[arg-type]
 
-    def _windows(self, a: Array) -> Array:
+    def _shifted(self, a: Array) -> tuple[Array, list[tuple[slice, slice]], tuple[int, int]]:
+        """The -inf padded input, the slices of its kh * kw window offsets, and the output size."""
+        _, oh, ow = self.output_shape(tuple(a.shape[1:]))
         ap = _windows.pad(a, self.padding, value=-np.inf)  # type: ignore[arg-type]
-        return _windows.windows(ap, self.kernel_size, self.stride, (1, 1))  # type: ignore[arg-type]
+        slices = [(rows, cols) for _, _, rows, cols in
+                  _windows.offsets(self.kernel_size, self.stride, (1, 1), (0, oh), ow)]  # type: ignore[arg-type]
+        return ap, slices, (oh, ow)
+
+    @staticmethod
+    def _max(ap: Array, slices: list[tuple[slice, slice]]) -> Array:
+        # the element-wise maximum of the kh * kw shifted slices (see _windows.offsets)
+        out = ap[:, :, slices[0][0], slices[0][1]].copy()
+        for rows, cols in slices[1:]:
+            np.maximum(out, ap[:, :, rows, cols], out=out)
+        return out
 
     def forward(self, a: Array) -> Array:
         self.check_input(a)
-        return self._windows(a).max(axis=(4, 5))
+        ap, slices, _ = self._shifted(a)
+        return self._max(ap, slices)
 
     def route(self, a: Array, r: Array, ties: Ties = "split") -> Array:
         """Send each output value ``r`` to the input that won its window.
@@ -487,27 +544,44 @@ class MaxPool2d(Layer):
         relevance it is the winner-takes-all rule.  Overlapping windows add up.
         """
         self.check_input(a)
-        cols = self._windows(a)
-        if r.shape != cols.shape[:4]:
-            raise ShapeError(f"{self.describe()}.route expects r of shape {cols.shape[:4]}; got {r.shape}")
-        n, c, oh, ow, kh, kw = cols.shape
-        if ties == "split":
-            winners = cols == cols.max(axis=(4, 5), keepdims=True)
-            share = winners / winners.sum(axis=(4, 5), keepdims=True)
-        elif ties == "first":
-            flat = cols.reshape(n, c, oh, ow, kh * kw).argmax(axis=4)
-            share = (np.arange(kh * kw) == flat[..., None]).reshape(cols.shape)
-        else:
+        ap, slices, (oh, ow) = self._shifted(a)
+        if r.shape != (a.shape[0], a.shape[1], oh, ow):
+            raise ShapeError(f"{self.describe()}.route expects r of shape {(a.shape[0], a.shape[1], oh, ow)}; "
+                             f"got {r.shape}")
+        if ties not in ("split", "first"):
             raise LayerParameterError(f"ties must be 'split' or 'first'; got {ties!r}")
-        routed = share * r[:, :, :, :, None, None]
-        ph, pw = self.padding  # type: ignore[misc]
-        padded = (n, c, a.shape[2] + 2 * ph, a.shape[3] + 2 * pw)
-        return _windows.crop(_windows.fold(routed.astype(a.dtype), padded, self.stride, (1, 1)), self.padding)  # type: ignore[arg-type]
+        # where does each window's maximum sit?  one boolean map (N, C, OH, OW) per kernel offset
+        peak = self._max(ap, slices)
+        winners = [ap[:, :, rows, cols] == peak for rows, cols in slices]
+        if ties == "split":
+            # each of the c tied winners of a window takes r / c
+            count = winners[0].astype(a.dtype)
+            for won in winners[1:]:
+                count += won
+            share = r / count
+        else:
+            # only the first winner in row-major order (i, then j) takes r
+            taken = np.zeros_like(winners[0])
+            for won in winners:
+                won &= ~taken
+                taken |= won
+            share = r
+        # the adjoint of the offsets: each winner's share goes back onto its pixel
+        routed = np.zeros(ap.shape, a.dtype)
+        kh, kw = self.kernel_size  # type: ignore[misc]
+        sh, sw = self.stride  # type: ignore[misc]
+        for won, (rows, cols) in zip(winners, slices):
+            if sh >= kh and sw >= kw:  # windows do not overlap: every pixel is written at most once
+                np.multiply(won, share, out=routed[:, :, rows, cols], casting="same_kind")
+            else:  # overlapping windows: a pixel collects the shares of every window it wins
+                routed[:, :, rows, cols] += won * share
+        return _windows.crop(routed, self.padding)  # type: ignore[arg-type]
 
     def describe(self) -> str:
         kh, kw = self.kernel_size  # type: ignore[misc]
-        pad_txt = f", padding={self.padding}" if self.padding != (0, 0) else ""
-        return f"MaxPool2d({kh}x{kw}, stride={self.stride}{pad_txt})"
+        stride = "" if self.stride == self.kernel_size else f", stride={_pair_text(self.stride)}"
+        pad_txt = f", padding={_pair_text(self.padding)}" if self.padding != (0, 0) else ""
+        return f"MaxPool2d({kh}x{kw}{stride}{pad_txt})"
 
 
 # ----------------------------------------------------------------------------- element-wise and reshaping

@@ -142,11 +142,11 @@ class Ledger:
 
     def table(self, sample: int = 0) -> str:
         """A readable table of one sample's ledger, from the output layer down."""
-        header = f"{'layer':>5}  {'type':<28} {'rule':<34} {'R out':>12} {'R in':>12} {'absorbed':>12} {'residual':>10}"
+        header = f"{'layer':>5}  {'type':<30} {'rule':<40} {'R out':>12} {'R in':>12} {'absorbed':>12} {'residual':>10}"
         lines = [header, "-" * len(header)]
         for e in reversed(self.entries):
             lines.append(
-                f"{e.index:>5}  {e.layer[:28]:<28} {e.rule[:34]:<34} {e.r_out[sample]:>12.6g} "
+                f"{e.index:>5}  {e.layer[:30]:<30} {e.rule[:40]:<40} {e.r_out[sample]:>12.6g} "
                 f"{e.r_in[sample]:>12.6g} {e.absorbed[sample]:>12.4g} {e.residual[sample]:>10.2e}"
             )
         lines.append("-" * len(header))
