@@ -1,0 +1,74 @@
+"""The committed conformance vectors: they regenerate bit for bit, and the recorded peers agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from lrp_ref import profiles, rules, vectors
+from lrp_ref.testing import assert_relevance_close
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+FILES = sorted(GOLDEN.glob("*.h5"))
+
+
+def test_the_suite_and_the_committed_files_match():
+    assert FILES, "tests/golden is empty: run `lrp-ref vectors --out tests/golden`"
+    assert sorted(f"{case.name}.h5" for case in vectors.suite()) == [p.name for p in FILES]
+
+
+def test_the_suite_covers_every_rule_and_layer_type():
+    seen_rules, seen_layers = set(), set()
+    for path in FILES:
+        with h5py.File(path, "r") as f:
+            seen_rules |= {str(g.attrs["rule"]) for g in f["rules"].values()}
+            seen_layers |= {str(g.attrs["type"]) for g in f["model/layers"].values()}
+    linear = {"LRP0", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "WSquare", "Flat"}
+    assert linear | {"Pass", "WinnerTakesAll"} <= seen_rules
+    assert {"Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "Flatten"} <= seen_layers
+    assert all(hasattr(rules, name) for name in seen_rules)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_vector_regenerates_bit_for_bit(path):
+    stored = vectors.read_vector(path)
+    e = stored.case().explain()
+    assert_array_equal(e.output, stored.output)
+    assert_array_equal(e.target, stored.target)
+    assert len(e.layers) == len(stored.layers)
+    for fresh, kept in zip(e.layers, stored.layers):
+        assert_array_equal(fresh, kept)
+    for key in ("r_out", "r_in", "absorbed"):
+        assert_array_equal(np.stack([getattr(b, key) for b in e.ledger.entries]), stored.ledger[key])
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_recorded_peers_agree_with_the_oracle(path):
+    """The peer's numbers, recorded by scripts/record_peers.py, against lrp_ref under the matching profile."""
+    stored = vectors.read_vector(path)
+    for library, peer in stored.peers.items():
+        assert peer.profile in profiles.PROFILES
+        assert_relevance_close(peer.relevance, peer.oracle, rtol=1e-12, what=f"{library} on {stored.name}")
+        fresh = stored.case().explain(profile=peer.profile)
+        assert_array_equal(fresh.relevance, peer.oracle)
+
+
+def test_every_vector_carries_the_peers_that_apply():
+    """zennit has every rule but LRP-0 and every composite but depth_based; Captum has epsilon, gamma and z+."""
+    for path in FILES:
+        peers = set(vectors.read_vector(path).peers)
+        rule = path.stem.split("-", 1)[1]
+        assert ("zennit" in peers) == (rule not in ("lrp0", "depth_based")), path.name
+        assert ("captum" in peers) == (rule in ("epsilon", "gamma", "zplus")), path.name
+
+
+def test_vector_files_are_refused_when_not_vectors(tmp_path):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.attrs["format"] = "something else"
+    with pytest.raises(vectors.ModelFormatError, match="not an lrp_ref vector file"):
+        vectors.read_vector(bad)
