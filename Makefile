@@ -6,6 +6,7 @@
 #   make lint       ruff;  make typecheck: mypy (strict)
 #   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
 #   make crosscheck compare with zennit and Captum live (installs PyTorch CPU, zennit, Captum)
+#   make bench      time lrp_ref against zennit and Captum (bench/results.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -24,7 +25,9 @@ XCHECK_VENV  ?= .venv-xcheck
 XCHECK_STAMP  = $(XCHECK_VENV)/.installed-$(shell cksum < scripts/setup_crosscheck.sh | cut -d' ' -f1)-$(SUM)
 GOLDEN       ?= tests/golden
 
-.PHONY: demo test lint typecheck check weights crosscheck peers clean
+BENCH_ARGS   ?=
+
+.PHONY: demo test lint typecheck check weights crosscheck peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +78,11 @@ crosscheck: $(XCHECK_STAMP)
 peers: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/lrp-ref vectors --out $(GOLDEN)
 	$(XCHECK_VENV)/bin/python scripts/record_peers.py $(GOLDEN)
+
+## bench: time lrp_ref against zennit and Captum (VGG-16 shape and the MNIST CNN); writes bench/results.md
+## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.
+bench: $(XCHECK_STAMP)
+	$(XCHECK_VENV)/bin/python bench/run_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_OUT)
