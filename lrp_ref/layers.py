@@ -593,6 +593,9 @@ class ReLU(Layer):
 
     dtype: np.dtype[Any] = field(default=np.dtype(np.float64))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
 
@@ -606,6 +609,9 @@ class Flatten(Layer):
     """Reshape (N, d1, d2, ...) to (N, d1 * d2 * ...), in C order as ``torch.nn.Flatten``."""
 
     dtype: np.dtype[Any] = field(default=np.dtype(np.float64))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (int(np.prod(input_shape, dtype=np.int64)),)

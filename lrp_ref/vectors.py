@@ -8,7 +8,7 @@ group; the rest of the layout is::
 
     /                    attributes: format = "lrp_ref-vector", schema_version = 1,
                          name, description, rule_spec (lrp_ref.catalog syntax),
-                         profile, dtype, lrp_ref_version
+                         profile, dtype, platform (see :func:`platform_fingerprint`)
     /model               the model, in the layout of a model file's root
     /input               (N, ...)  model input
     /target              (N,) int64, the explained output per sample
@@ -33,6 +33,7 @@ variable-length UTF-8.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,32 @@ from .errors import ModelFormatError
 from .explain import Explanation, explain
 from .sequential import Sequential
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "read_vector", "suite", "write_suite",
-           "write_vector"]
+__all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "platform_fingerprint", "read_vector",
+           "suite", "write_suite", "write_vector"]
 
 FORMAT = "lrp_ref-vector"
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 Array = NDArray[Any]
+
+
+def platform_fingerprint() -> str:
+    """What decides the last bits of a float64 result here: NumPy, its BLAS, the CPU and OpenBLAS's kernel choice.
+
+    Vectors regenerate bit for bit on the platform that wrote them; on another (a different
+    BLAS kernel sums in another order) they agree to rounding, about 1e-15 of max|R|.
+    """
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    cpu = "unknown cpu"
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+        flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+        cpu = f"{model}; {'avx512f' if 'avx512f' in flags else 'avx2' if 'avx2' in flags else 'no avx2'}"
+    except OSError:
+        pass
+    return (f"numpy {np.__version__}; blas {blas.get('name', '?')} {blas.get('version', '?')}; {cpu}; "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,7 @@ def write_vector(path: str | Path, case: Case) -> Path:
     with h5py.File(out, "w") as f:
         for key, value in (("format", FORMAT), ("name", case.name), ("description", case.description),
                            ("rule_spec", case.rule_spec), ("profile", case.profile),
-                           ("dtype", case.model.dtype.name)):
+                           ("dtype", case.model.dtype.name), ("platform", platform_fingerprint())):
             f.attrs.create(key, value, dtype=_STR)
         f.attrs.create("schema_version", np.int64(SCHEMA_VERSION))
         io.write_model(f.create_group("model"), case.model)
@@ -212,6 +232,7 @@ class StoredVector:
     layers: tuple[Array, ...]
     ledger: dict[str, Array]
     peers: dict[str, PeerRecord]
+    platform: str
 
     def case(self) -> Case:
         """The case that regenerates this vector."""
@@ -244,4 +265,5 @@ def read_vector(path: str | Path) -> StoredVector:
             layers=tuple(np.asarray(relevance[k]) for k in sorted(relevance)),
             ledger={k: np.asarray(v) for k, v in f["ledger"].items()},
             peers=peers,
+            platform=str(f.attrs.get("platform", "")),
         )

@@ -305,3 +305,11 @@ def test_layer_descriptions_are_short_enough_for_the_ledger():
     assert L.AvgPool2d(2, 1).describe() == "AvgPool2d(2x2, stride=1)"
     conv = L.Conv2d(np.ones((4, 2, 3, 3)), np.zeros(4), stride=(2, 1), padding=1, dilation=2, groups=2)
     assert conv.describe() == "Conv2d(4 -> 4, 3x3, stride=(2, 1), padding=1, dilation=2, groups=2, bias)"
+
+
+def test_parameter_free_layers_accept_a_dtype_like_the_others():
+    model = L.Sequential([L.Dense(np.ones((2, 2)), dtype=np.float32), L.ReLU(dtype=np.float32),
+                          L.Flatten(dtype="float32")])
+    assert model.dtype == np.float32
+    with pytest.raises(L.LayerParameterError, match="float32 or float64; got dtype int64"):
+        L.ReLU(dtype=np.int64)

@@ -34,27 +34,46 @@ def test_the_suite_covers_every_rule_and_layer_type():
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_vector_regenerates_bit_for_bit(path):
+def test_vector_regenerates(path):
+    """Bit for bit on the platform that wrote the vectors; elsewhere (another BLAS kernel sums in
+    another order) to 1e-13 of max|R|, far below what any convention changes."""
     stored = vectors.read_vector(path)
+    exact = stored.platform == vectors.platform_fingerprint()
     e = stored.case().explain()
-    assert_array_equal(e.output, stored.output)
+
+    def same(fresh: np.ndarray, kept: np.ndarray, what: str) -> None:
+        if exact:
+            assert_array_equal(fresh, kept, err_msg=what)
+        else:
+            assert_relevance_close(fresh, kept, rtol=1e-13, what=what)
+
     assert_array_equal(e.target, stored.target)
+    same(e.output, stored.output, "output")
     assert len(e.layers) == len(stored.layers)
-    for fresh, kept in zip(e.layers, stored.layers):
-        assert_array_equal(fresh, kept)
+    for k, (fresh, kept) in enumerate(zip(e.layers, stored.layers)):
+        same(fresh, kept, f"relevance at boundary {k}")
     for key in ("r_out", "r_in", "absorbed"):
-        assert_array_equal(np.stack([getattr(b, key) for b in e.ledger.entries]), stored.ledger[key])
+        same(np.stack([getattr(b, key) for b in e.ledger.entries]), stored.ledger[key], f"ledger {key}")
+
+
+def test_golden_platform_is_recorded():
+    platforms = {vectors.read_vector(p).platform for p in FILES}
+    assert len(platforms) == 1 and "numpy" in next(iter(platforms))
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_recorded_peers_agree_with_the_oracle(path):
     """The peer's numbers, recorded by scripts/record_peers.py, against lrp_ref under the matching profile."""
     stored = vectors.read_vector(path)
+    exact = stored.platform == vectors.platform_fingerprint()
     for library, peer in stored.peers.items():
         assert peer.profile in profiles.PROFILES
         assert_relevance_close(peer.relevance, peer.oracle, rtol=1e-12, what=f"{library} on {stored.name}")
         fresh = stored.case().explain(profile=peer.profile)
-        assert_array_equal(fresh.relevance, peer.oracle)
+        if exact:
+            assert_array_equal(fresh.relevance, peer.oracle)
+        else:
+            assert_relevance_close(fresh.relevance, peer.oracle, rtol=1e-13)
 
 
 def test_every_vector_carries_the_peers_that_apply():
