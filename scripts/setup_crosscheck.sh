@@ -26,7 +26,7 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 
 "${PIP[@]}" "$TORCH"
 # dependencies of zennit (click, Pillow) and captum (matplotlib, packaging, tqdm), without torch/torchvision
-"${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm
+"${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm threadpoolctl
 "${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM"
 "${PIP[@]}" -e "$ROOT"
 
