@@ -128,6 +128,11 @@ def bounds(model: Sequential) -> tuple[Any, Any] | None:
     return low, high
 
 
+def samples_path(args: argparse.Namespace) -> Path:
+    """``--samples``, or the shipped samples file beside the model."""
+    return Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+
+
 def open_model(path: str) -> Sequential:
     p = Path(path)
     if not p.is_file():
@@ -191,7 +196,7 @@ def _ledger_summary(e: Explanation) -> tuple[float, float]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     model = open_model(args.model)
-    samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+    samples = samples_path(args)
     x, label = read_input(args.input, model, samples, args.preprocessed)
     rules = catalog.from_spec(args.rule, bounds(model))
     e = explain(model, x, rules, target=args.target, profile=args.profile)
@@ -213,7 +218,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_compare_rules(args: argparse.Namespace) -> int:
     model = open_model(args.model)
-    samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+    samples = samples_path(args)
     x, label = read_input(args.input, model, samples, args.preprocessed)
     panels = []
     progress = Progress(len(catalog.SEED_COMPARISON), "rules")
@@ -240,7 +245,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     model = open_model(args.model)
-    samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+    samples = samples_path(args)
     images, labels = load_samples(samples)
     x = np.stack([_fit_shape(preprocess(img, model), model, "sample")[0] for img in images])
     specs = [(label, spec) for label, spec in catalog.SEED_COMPARISON]
@@ -295,7 +300,7 @@ def read_candidate(path: Path) -> dict[int, Array]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     model = open_model(args.model)
-    samples = Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
+    samples = samples_path(args)
     x, _ = read_input(args.input, model, samples, args.preprocessed)
     candidate = read_candidate(Path(args.candidate))
     shapes = model.shapes(x.shape[1:])  # one sample's shape at every boundary

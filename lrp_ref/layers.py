@@ -207,9 +207,6 @@ class Dense(LinearLayer):
     def bias_term(self) -> Array:
         return self.bias if self.bias is not None else np.zeros(self.out_features, self.dtype)
 
-    def astype(self, dtype: DTypeLike) -> Dense:
-        return Dense(self.weight, self.bias, dtype=check_dtype(dtype))
-
     def describe(self) -> str:
         return f"Dense({self.in_features} -> {self.out_features}{', bias' if self.bias is not None else ''})"
 
@@ -359,9 +356,6 @@ class Conv2d(LinearLayer):
         b = self.bias if self.bias is not None else np.zeros(self.out_channels, self.dtype)
         return b[:, None, None]
 
-    def astype(self, dtype: DTypeLike) -> Conv2d:
-        return replace(self, dtype=check_dtype(dtype))
-
     def describe(self) -> str:
         extra = []
         if self.stride != (1, 1):
@@ -468,9 +462,6 @@ class AvgPool2d(LinearLayer):
 
     def bias_term(self) -> Array:
         return np.zeros((1, 1, 1), self.dtype)
-
-    def astype(self, dtype: DTypeLike) -> AvgPool2d:
-        return replace(self, dtype=check_dtype(dtype))
 
     def describe(self) -> str:
         kh, kw = self.kernel_size  # type: ignore[misc]

@@ -88,6 +88,10 @@ class Ledger:
         """Total relevance absorbed over all layers, per sample."""
         return np.sum([e.absorbed for e in self.entries], axis=0)
 
+    def _total_scale(self) -> Array:
+        """|f(x)| plus every layer's scale: what the whole-network gaps are compared with."""
+        return np.abs(self.start) + np.sum([e.scale for e in self.entries], axis=0)
+
     def _rtol(self, rtol: float | None) -> float:
         return default_rtol(self.dtype) if rtol is None else rtol
 
@@ -111,7 +115,7 @@ class Ledger:
     def check_conservation(self, rtol: float | None = None) -> None:
         """Raise unless ``sum R_input + sum absorbed == sum R_start`` for every sample."""
         tol = self._rtol(rtol)
-        scale = np.abs(self.start) + np.sum([e.scale for e in self.entries], axis=0)
+        scale = self._total_scale()
         gap = self.start - self.input_relevance - self.absorbed
         if np.any(np.abs(gap) > tol * scale):
             raise ConservationError(
@@ -127,7 +131,7 @@ class Ledger:
         that absorbed relevance.
         """
         tol = self._rtol(rtol)
-        scale = np.abs(self.start) + np.sum([e.scale for e in self.entries], axis=0)
+        scale = self._total_scale()
         gap = self.start - self.input_relevance
         if np.any(np.abs(gap) > tol * scale):
             culprits = [
