@@ -44,6 +44,11 @@ __all__ = [
 ]
 
 
+#: ``default_for(layer, given)``: the rule a layer takes when the caller gave none for it
+#: (``given`` is the single rule passed to explain, or None); see :meth:`lrp_ref.profiles.Profile.default_rule`
+DefaultFor = Callable[[Layer, "Rule | None"], "Rule | None"]
+
+
 def describe_rules(model: Sequential, rules: Sequence[Rule]) -> str:
     """A table: one line per layer with the rule it takes."""
     lines = [f"  {i:>2}  {layer.describe():<44} {rule!r}" for i, (layer, rule) in enumerate(zip(model, rules))]
@@ -57,8 +62,8 @@ class Composite:
         """One entry per layer: a rule, or None for the layer's default."""
         raise NotImplementedError
 
-    def rules_for(self, model: Sequential, default_for: Callable[[Layer], Rule | None] = default_rule) -> list[Rule]:
-        """The explicit rule of every layer of ``model`` (``default_for`` gives the non-linear layers' rules)."""
+    def rules_for(self, model: Sequential, default_for: DefaultFor = default_rule) -> list[Rule]:
+        """The explicit rule of every layer of ``model`` (``default_for`` gives the rules of layers it leaves open)."""
         return resolve_rules(self.assign(model), model, default_for)
 
     def describe(self, model: Sequential) -> str:
@@ -216,14 +221,21 @@ def depth_based(
 def resolve_rules(
     rules: Rule | Composite | Sequence[Rule | None],
     model: Sequential,
-    default_for: Callable[[Layer], Rule | None] = default_rule,
+    default_for: DefaultFor = default_rule,
 ) -> list[Rule]:
     """One explicit rule per layer of ``model``.
 
-    ``rules`` may be a single rule (used for every layer it applies to; the
-    other layers take their defaults from ``default_for``), a
-    :class:`Composite`, or a sequence with one entry per layer (None meaning
-    the layer's default).
+    ``rules`` may be
+
+    * a single rule: it is the rule of every Dense and Conv2d layer; every
+      other layer (pooling, ReLU, Flatten) takes ``default_for(layer, rule)``,
+      so that the convention profile decides what a rule "means" for pooling
+      (lrp_ref: average pooling takes the rule too, max pooling winner takes
+      all; iNNvestigate: average pooling always takes LRP-0; ...);
+    * a :class:`Composite`;
+    * a sequence with one entry per layer, each a rule for that layer or None
+      for ``default_for(layer, None)``.  Rules named in a composite or a list
+      are followed as written.
     """
     if isinstance(rules, Composite):
         return rules.rules_for(model, default_for)
@@ -231,8 +243,8 @@ def resolve_rules(
         single = rules
         resolved: list[Rule] = []
         for i, layer in enumerate(model):
-            rule = single if single.applies_to(layer) else default_for(layer)
-            if rule is None:
+            rule = single if isinstance(layer, (Dense, Conv2d)) else default_for(layer, single)
+            if rule is None or not rule.applies_to(layer):
                 raise RuleAssignmentError(
                     f"rule {single!r} cannot handle layer {i} ({layer.describe()}); give a composite or a list"
                 )
@@ -247,7 +259,7 @@ def resolve_rules(
             )
         resolved = []
         for i, (layer, rule) in enumerate(zip(model, rules)):
-            chosen = default_for(layer) if rule is None else rule
+            chosen = default_for(layer, None) if rule is None else rule
             if chosen is None:
                 raise RuleAssignmentError(f"layer {i} ({layer.describe()}) is linear and needs a rule; got None")
             if not isinstance(chosen, Rule):

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
-from .rules import DEFAULTS, AverageInstead, Epsilon, Pass, Rule, WinnerTakesAll
+from .rules import DEFAULTS, LRP0, AverageInstead, Epsilon, Flat, Pass, Rule, WindowSumEpsilon, WinnerTakesAll, WSquare
 
 __all__ = ["PROFILES", "Profile", "get_profile", "table"]
 
@@ -51,35 +51,70 @@ class Profile:
         lrp_ref's :data:`lrp_ref.rules.DEFAULTS`.
     maxpool : Rule
         The rule max pooling takes unless told otherwise.
+    maxpool_flat_for : tuple of rule classes
+        A single rule of one of these classes sends max pooling's relevance
+        uniformly over each window, ``AverageInstead(Flat())`` (lrp_toolbox:
+        its max pooling has no weights for the flat and w-square rules).
+    maxpool_as_average : bool
+        A single ``Epsilon`` rule reaches max pooling as
+        ``AverageInstead(Epsilon(...))`` (the tutorial turns max pooling into
+        average pooling, which takes the rule of its depth).
+    avgpool : Rule or None
+        The rule average pooling takes when a single rule is given for the
+        model; None: that rule itself (iNNvestigate's analyzers explain
+        average pooling with their Z rule whatever rule they name).
+    avgpool_epsilon : bool
+        Average pooling takes the epsilon rule: an ``Epsilon`` assigned to it
+        is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
+        ``Norm``; Captum applies its epsilon rule to every layer without weights).
+    window_sum_epsilon : float or None
+        LRP-0 and epsilon on average (sum) pooling are stabilised on the plain
+        window sum, :class:`~lrp_ref.rules.WindowSumEpsilon`; this value is
+        LRP-0's stabiliser there (lrp_toolbox's ``SumPool``: 1e-12).  None: off.
     start : "value" or "one"
         Default start relevance: the target output's value (logit x one-hot),
         or 1 (one-hot).  Every rule is linear in the start relevance, so the
         two differ only by a per-sample factor.
-    avgpool_epsilon : bool
-        Average pooling takes the epsilon rule: an ``Epsilon`` given for it
-        is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
-        ``Norm``; Captum applies its epsilon rule to every layer without weights).
     """
 
     name: str
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
     maxpool: Rule = field(default_factory=WinnerTakesAll)
-    start: Literal["value", "one"] = "value"
+    maxpool_flat_for: tuple[type[Rule], ...] = ()
+    maxpool_as_average: bool = False
+    avgpool: Rule | None = None
     avgpool_epsilon: bool = False
+    window_sum_epsilon: float | None = None
+    start: Literal["value", "one"] = "value"
 
-    def default_rule(self, layer: Layer) -> Rule | None:
-        """The rule a non-linear layer takes under this profile; None for linear layers."""
+    def default_rule(self, layer: Layer, given: Rule | None = None) -> Rule | None:
+        """The rule ``layer`` takes when the caller named none for it.
+
+        ``given`` is the single rule passed to :func:`lrp_ref.explain` (None
+        for a composite's or a list's open entries).  None for Dense and
+        Conv2d layers, which always need a rule.
+        """
         if isinstance(layer, MaxPool2d):
+            if isinstance(given, self.maxpool_flat_for):
+                return AverageInstead(Flat())
+            if self.maxpool_as_average and isinstance(given, Epsilon):
+                return AverageInstead(given)
             return self.maxpool
+        if isinstance(layer, AvgPool2d):
+            return self.avgpool if self.avgpool is not None else given
         if isinstance(layer, (ReLU, Flatten)):
             return Pass()
         return None
 
     def resolve(self, rule: Rule, layer: Layer) -> Rule:
         """The rule ``layer`` takes under this profile, every unset convention filled in."""
-        if self.avgpool_epsilon and isinstance(layer, AvgPool2d) and not isinstance(rule, Epsilon):
-            rule = Epsilon(self.choice("stabilizer"))
+        if isinstance(layer, AvgPool2d):
+            if self.avgpool_epsilon and not isinstance(rule, Epsilon):
+                rule = Epsilon(self.choice("stabilizer"))
+            if self.window_sum_epsilon is not None and type(rule) in (LRP0, Epsilon):
+                eps = rule.resolved(self.defaults).epsilon if isinstance(rule, Epsilon) else self.window_sum_epsilon
+                rule = WindowSumEpsilon(eps)
         return rule.resolved(self.defaults)
 
     def start_relevance(self, output: Array, target: Array) -> Array:
@@ -90,8 +125,13 @@ class Profile:
         return R
 
     def choice(self, key: str) -> Any:
-        """The value this profile uses for a convention key of :data:`lrp_ref.rules.DEFAULTS`."""
-        return self.defaults.get(key, DEFAULTS.get(key))
+        """The value this profile uses for a convention key of :data:`lrp_ref.rules.DEFAULTS`.
+
+        ``"Class.field"`` falls back to ``"field"``, as :meth:`lrp_ref.rules.Rule.resolved` does.
+        """
+        table = {**DEFAULTS, **self.defaults}
+        keys = (key, key.split(".", 1)[1]) if "." in key else (key,)
+        return next((table[k] for k in keys if k in table), None)
 
 
 PROFILES: dict[str, Profile] = {
@@ -123,17 +163,22 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "innvestigate",
-            "alpha-beta bias in both denominators, epsilon 1e-7 sign-aligned, other rules only replace exact "
-            "zeros by 1e-7, max pooling by gradient (first arg-max), start = logit",
+            "iNNvestigate 2.1's LRP analyzers: alpha-beta bias in both denominators, z+ without bias, epsilon 1e-7 "
+            "sign-aligned, other rules only replace exact zeros by 1e-7, average pooling always by its Z rule, "
+            "max pooling by gradient (first arg-max), start = logit",
             defaults={"epsilon": 1e-7, "stabilizer": 1e-7, "form": "zeros", "Epsilon.form": "sign",
-                      "bias": "both", "ties": "first"},
+                      "bias": "both", "ZPlus.bias": "none", "ties": "first"},
             maxpool=WinnerTakesAll(ties="first"),
+            avgpool=LRP0(),
         ),
         Profile(
             "toolbox",
-            "lrp_toolbox: LRP-0 ('simple') with stabiliser 1e-16, alpha-beta b+/b- split, max pooling "
-            "winner takes all with ties split, start = logit",
-            defaults={"LRP0.stabilizer": 1e-16},
+            "lrp_toolbox: LRP-0 ('simple') with stabiliser 1e-16, alpha-beta b+/b- split with stabiliser 1e-16, "
+            "sum pooling stabilised on the plain window sum (LRP-0: 1e-12), max pooling winner takes all with "
+            "ties split, uniform under flat and w-square, start = logit",
+            defaults={"LRP0.stabilizer": 1e-16, "AlphaBeta.stabilizer": 1e-16, "ZPlus.stabilizer": 1e-16},
+            maxpool_flat_for=(Flat, WSquare),
+            window_sum_epsilon=1e-12,
         ),
         Profile(
             "tutorial",
@@ -141,6 +186,7 @@ PROFILES: dict[str, Profile] = {
             "of z over the batch, max pooling as average pooling, start = logit",
             defaults={"form": "add", "stabilizer": 1e-9, "Epsilon.stabilizer": 1e-9, "scale": "rms", "epsilon": 0.25},
             maxpool=AverageInstead(),
+            maxpool_as_average=True,
         ),
     )
 }
@@ -157,6 +203,8 @@ def get_profile(profile: str | Profile) -> Profile:
     return PROFILES[profile]
 
 
+_BIAS = {"split": "b+ / b-", "both": "full b in both", "none": "none"}
+
 _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
     ("stabiliser form", lambda p: {"sign": "z + eps sign(z)", "add": "z + eps", "zeros": "eps where z = 0"}[
         p.choice("form")] + (" (epsilon: z + eps sign(z))" if "Epsilon.form" in p.defaults else "")),
@@ -167,12 +215,18 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
                          "generalized": "generalised, by sign of z"}[p.choice("variant")]),
     ("alpha-beta / z+ split", lambda p: {"contributions": "contributions a_j w_jk by sign",
                                          "weights": "weights only"}[p.choice("split")]),
-    ("alpha-beta / z+ bias", lambda p: {"split": "b+ / b-", "both": "full b in both", "none": "none"}[
-        p.choice("bias")]),
+    ("alpha-beta bias", lambda p: _BIAS[p.choice("AlphaBeta.bias")]),
+    ("z+ bias", lambda p: _BIAS[p.choice("ZPlus.bias")]),
+    ("alpha-beta / z+ stabiliser", lambda p: f"{p.choice('AlphaBeta.stabilizer'):g}"),
     ("w-square bias", lambda p: {"ignore": "none", "square": "b^2 in the denominator"}[p.choice("WSquare.bias")]),
-    ("max pooling", lambda p: repr(p.maxpool)),
+    ("max pooling", lambda p: repr(p.maxpool)
+     + "".join(f"; {r.__name__} given: AverageInstead(Flat())" for r in p.maxpool_flat_for)
+     + ("; Epsilon given: AverageInstead(Epsilon)" if p.maxpool_as_average else "")),
     ("average pooling", lambda p: "an Epsilon given is kept, any other rule becomes Epsilon(stabiliser)"
      if p.avgpool_epsilon
+     else f"{p.avgpool!r} whatever single rule is given" if p.avgpool is not None
+     else f"LRP-0 and epsilon on the window sum, WindowSumEpsilon (LRP-0: {p.window_sum_epsilon:g})"
+     if p.window_sum_epsilon is not None
      else "the rule given (a linear layer)"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),
 ]

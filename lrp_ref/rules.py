@@ -44,6 +44,7 @@ __all__ = [
     "Propagation",
     "Rule",
     "WSquare",
+    "WindowSumEpsilon",
     "WinnerTakesAll",
     "ZBox",
     "ZPlus",
@@ -561,31 +562,114 @@ class WinnerTakesAll(Rule):
 
 @dataclass(frozen=True, repr=False)
 class AverageInstead(Rule):
-    r"""Max pooling treated as average pooling in the backward pass (the Montavon et al. tutorial).
+    r"""Max pooling treated as average pooling in the backward pass, with a linear rule on it.
 
-    .. math:: R_j = \sum_k \frac{a_j / n_k}{\sum_{j' \in k} a_{j'} / n_k + \epsilon} R_k
+    The max-pooling layer is replaced, for the relevance pass only, by the
+    average pooling of the same window and stride (weights ``1 / n``), and
+    ``rule`` propagates the relevance through that linear layer:
 
-    The relevance of each window is shared in proportion to the inputs, as
-    LRP-0 on the average pooling with the same window and stride would share
-    it.  Stabiliser: ``stabilizer`` of the given ``form`` (the tutorial adds 1e-9).
-    Only for max pooling without padding.
+    * ``AverageInstead()`` or ``AverageInstead(LRP0())``: each window's relevance
+      is shared in proportion to the inputs,
+
+      .. math:: R_j = \sum_k \frac{a_j / n}{\sum_{j' \in k} a_{j'} / n + \epsilon} R_k
+
+      (the Montavon et al. tutorial, which turns every max pool into an average
+      pool; its ``1e-9`` comes from the profile's stabiliser);
+    * ``AverageInstead(Epsilon(0.25, scale="rms"))``: the tutorial's epsilon
+      rule, with ``z`` the *average* pooling's output;
+    * ``AverageInstead(Flat())``: each window's relevance spread uniformly over
+      its ``n`` inputs, overlapping windows adding up (lrp_toolbox's max pooling
+      under its flat and w-square rules).
+
+    Bias: none (pooling has none).  Stabiliser and absorbed share: those of
+    ``rule``.  Only for max pooling without padding.
+    Reference: Montavon et al. 2019, Sec. 10.1 (max pooling replaced by
+    average pooling for explanation); lrp_toolbox ``MaxPool._flat_lrp``.
+
+    Parameters
+    ----------
+    rule : Rule for linear layers, default LRP0()
     """
 
-    stabilizer: float | None = None
-    form: str | None = None
+    rule: Rule | None = None
     layer_types = (MaxPool2d,)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        inner = LRP0() if self.rule is None else self.rule
+        if not isinstance(inner, Rule) or not issubclass(AvgPool2d, inner.layer_types):
+            raise RuleParameterError(
+                f"AverageInstead: rule must be a rule for linear layers (LRP0, Epsilon, Flat, ...); got {inner!r}"
+            )
+        object.__setattr__(self, "rule", inner)
+
+    def resolved(self, defaults: Mapping[str, Any] | None = None) -> AverageInstead:
+        """A copy whose inner rule has every unset convention filled in."""
+        assert self.rule is not None
+        return AverageInstead(self.rule.resolved(defaults))
+
     def _relevance(self, layer: MaxPool2d, a: Array, R: Array, z: Array | None) -> Propagation:
+        assert self.rule is not None
         if layer.padding != (0, 0):
             raise RuleParameterError(f"AverageInstead needs max pooling without padding; got {layer.describe()}")
         avg = AvgPool2d(layer.kernel_size, layer.stride, dtype=layer.dtype)
-        return propagate([(avg, a)], avg.bias_term(), R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
+        # the max pool's output z is not the average pool's: the inner rule recomputes its own
+        avg_z = avg.forward(a) if self.rule._uses_z else None
+        return self.rule._relevance(avg, a, R, avg_z)
+
+    def __repr__(self) -> str:
+        return f"AverageInstead({self.rule!r})"
 
 
-def default_rule(layer: Layer) -> Rule | None:
-    """The rule a non-linear layer takes unless told otherwise; None for linear layers."""
+@dataclass(frozen=True, repr=False)
+class WindowSumEpsilon(Rule):
+    r"""Epsilon rule for sum or average pooling, stabilised on the plain window sum.
+
+    .. math:: R_j = \sum_k \frac{a_j}{\sum_{j' \in k} a_{j'} + \epsilon\,\mathrm{sign}(\cdot)} R_k
+
+    For a pooling layer with uniform window weight ``w`` (``1/n`` for average
+    pooling, ``1/sqrt(n)`` for lrp_toolbox's ``SumPool``), this is the epsilon
+    rule with ``epsilon`` added to ``z_k / w``, the unweighted sum of the
+    window, instead of to ``z_k``: equal to ``Epsilon(w * epsilon)``.
+    lrp_toolbox stabilises its sum pooling this way (``1e-12`` for its
+    "simple" rule, the given epsilon for its epsilon rule).
+    Bias: none.  The stabiliser's share is absorbed; a zero window sum (with
+    ``epsilon = 0``) absorbs its relevance.  Only for pooling layers with
+    uniform window weights.
+    Reference: Bach et al. 2015, eq. (58), applied to the window sum.
+
+    Parameters
+    ----------
+    epsilon : float >= 0, default 1e-6 (lrp_ref profile)
+    form : "sign", "add" or "zeros"
+    """
+
+    epsilon: float | None = None
+    form: str | None = None
+    layer_types = (AvgPool2d,)
+    _shown: ClassVar[tuple[str, ...]] = ("epsilon",)
+
+    def _relevance(self, layer: AvgPool2d, a: Array, R: Array, z: Array | None) -> Propagation:
+        w = layer.weight
+        if not np.all(w == w.flat[0]):
+            raise RuleParameterError(f"WindowSumEpsilon needs uniform window weights; {layer.describe()} has others")
+        # z'_k = sum_{j in k} a_j: the layer with every window weight 1
+        window_sum = layer.with_weight(np.ones_like(w))
+        return propagate([(window_sum, a)], np.zeros_like(layer.bias_term()), R, float(self.epsilon),  # type: ignore[arg-type]
+                         self.form)  # type: ignore[arg-type]
+
+
+def default_rule(layer: Layer, given: Rule | None = None) -> Rule | None:
+    """The rule a layer without weights takes unless told otherwise (lrp_ref's conventions).
+
+    ``given`` is the single rule passed to :func:`lrp_ref.explain`, if any:
+    average pooling takes it; max pooling, ReLU and Flatten keep their own.
+    None where there is no rule to choose (a Dense or Conv2d layer).
+    """
     if isinstance(layer, MaxPool2d):
         return WinnerTakesAll()
     if isinstance(layer, (ReLU, Flatten)):
         return Pass()
+    if isinstance(layer, AvgPool2d):
+        return given
     return None

@@ -428,7 +428,7 @@ def test_average_instead_matches_lrp0_on_average_pooling(kind: str) -> None:
         a = np.abs(_maxpool_input(kind, (3, *shape), rng))
         layer = MaxPool2d(kernel, stride)
         R = rng.normal(size=(3, *layer.output_shape(shape)))
-        fast = AverageInstead(1e-9, form="add").relevance(layer, a, R)
+        fast = AverageInstead(LRP0(1e-9, form="add")).relevance(layer, a, R)
         W, b = ref.dense_matrix(AvgPool2d(kernel, stride), shape)
         R_in, absorbed = ref.ref_lrp0(W, b, a.reshape(3, -1), R.reshape(3, -1), 1e-9, "add")
         assert_allclose(fast.relevance, R_in.reshape(a.shape), rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).max())
