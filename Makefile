@@ -7,6 +7,7 @@
 #   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
 #   make crosscheck compare with zennit and Captum live (installs PyTorch CPU, zennit, Captum)
 #   make bench      time lrp_ref against zennit and Captum (bench/results.md)
+#   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,8 +27,10 @@ XCHECK_STAMP  = $(XCHECK_VENV)/.installed-$(shell cksum < scripts/setup_crossche
 GOLDEN       ?= tests/golden
 
 BENCH_ARGS   ?=
+TOOLBOX      ?=
+TOOLBOX_ARGS ?=
 
-.PHONY: demo test lint typecheck check weights crosscheck peers bench clean
+.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +81,14 @@ crosscheck: $(XCHECK_STAMP)
 peers: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/lrp-ref vectors --out $(GOLDEN)
 	$(XCHECK_VENV)/bin/python scripts/record_peers.py $(GOLDEN)
+
+## toolbox-peer: run lrp_toolbox's own python/modules (not on PyPI: TOOLBOX is a git checkout or bare mirror of
+## sebastian-lapuschkin/lrp_toolbox; its HEAD is extracted to a temporary directory, nothing of it is copied here)
+## against the "toolbox" profile, print the agreement per case and re-record tests/golden/toolbox/*.h5, which
+## make test checks without the toolbox. TOOLBOX_ARGS=--check compares with the recorded files instead.
+toolbox-peer: $(call stamp,test)
+	@test -n "$(TOOLBOX)" || { echo "usage: make toolbox-peer TOOLBOX=/path/to/lrp_toolbox [TOOLBOX_ARGS=--check]"; exit 2; }
+	$(BIN)/python scripts/record_toolbox.py "$(TOOLBOX)" $(TOOLBOX_ARGS)
 
 ## bench: time lrp_ref against zennit and Captum (VGG-16 shape and the MNIST CNN); writes bench/results.md
 ## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.
