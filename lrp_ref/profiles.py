@@ -24,6 +24,7 @@ tutorial       the Montavon et al. LRP tutorial (heatmapping.org)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,7 +33,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
-from .rules import DEFAULTS, LRP0, AverageInstead, Epsilon, Flat, Pass, Rule, WindowSumEpsilon, WinnerTakesAll, WSquare
+from .rules import (
+    DEFAULTS,
+    LRP0,
+    AlphaBeta,
+    AverageInstead,
+    Epsilon,
+    Flat,
+    Pass,
+    Rule,
+    WindowSumEpsilon,
+    WinnerTakesAll,
+    WSquare,
+    ZPlus,
+)
 
 __all__ = ["PROFILES", "Profile", "get_profile", "table"]
 
@@ -70,7 +84,9 @@ class Profile:
     window_sum_epsilon : float or None
         LRP-0 and epsilon on average (sum) pooling are stabilised on the plain
         window sum, :class:`~lrp_ref.rules.WindowSumEpsilon`; this value is
-        LRP-0's stabiliser there (lrp_toolbox's ``SumPool``: 1e-12).  None: off.
+        LRP-0's stabiliser there (lrp_toolbox's ``SumPool``: 1e-12).  The
+        stabilisers of alpha-beta and z+ there apply to the plain window sum
+        too (times the uniform window weight on ``z``).  None: off.
     start : "value" or "one"
         Default start relevance: the target output's value (logit x one-hot),
         or 1 (one-hot).  Every rule is linear in the start relevance, so the
@@ -115,6 +131,8 @@ class Profile:
             if self.window_sum_epsilon is not None and type(rule) in (LRP0, Epsilon):
                 eps = rule.resolved(self.defaults).epsilon if isinstance(rule, Epsilon) else self.window_sum_epsilon
                 rule = WindowSumEpsilon(eps)
+            if self.window_sum_epsilon is not None and isinstance(rule, (AlphaBeta, ZPlus)):
+                return _stabilised_on_window_sum(rule.resolved(self.defaults), layer)
         return rule.resolved(self.defaults)
 
     def start_relevance(self, output: Array, target: Array) -> Array:
@@ -132,6 +150,18 @@ class Profile:
         table = {**DEFAULTS, **self.defaults}
         keys = (key, key.split(".", 1)[1]) if "." in key else (key,)
         return next((table[k] for k in keys if k in table), None)
+
+
+def _stabilised_on_window_sum(rule: AlphaBeta | ZPlus, layer: AvgPool2d) -> Rule:
+    """``rule`` with its stabilisers scaled by the window weight ``w``: on ``z = w * sum``, ``eps`` on the plain sum."""
+    w = layer.weight
+    if not np.all(w == w.flat[0]):
+        return rule
+    scale = float(w.flat[0])
+    changes: dict[str, Any] = {"stabilizer": float(rule.stabilizer) * scale}  # type: ignore[arg-type]
+    if isinstance(rule, AlphaBeta) and rule.negative_stabilizer is not None:
+        changes["negative_stabilizer"] = rule.negative_stabilizer * scale
+    return dataclasses.replace(rule, **changes)
 
 
 PROFILES: dict[str, Profile] = {
@@ -173,10 +203,12 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "toolbox",
-            "lrp_toolbox: LRP-0 ('simple') with stabiliser 1e-16, alpha-beta b+/b- split with stabiliser 1e-16, "
-            "sum pooling stabilised on the plain window sum (LRP-0: 1e-12), max pooling winner takes all with "
-            "ties split, uniform under flat and w-square, start = logit",
-            defaults={"LRP0.stabilizer": 1e-16, "AlphaBeta.stabilizer": 1e-16, "ZPlus.stabilizer": 1e-16},
+            "lrp_toolbox: LRP-0 ('simple') with stabiliser 1e-16, alpha-beta b+/b- split with stabilisers +1e-16 "
+            "(positive) and -2e-16 (negative denominator, as its fast code computes it), sum pooling stabilised "
+            "on the plain window sum (LRP-0: 1e-12), max pooling winner takes all with ties split, uniform under "
+            "flat and w-square, start = logit",
+            defaults={"LRP0.stabilizer": 1e-16, "AlphaBeta.stabilizer": 1e-16, "ZPlus.stabilizer": 1e-16,
+                      "AlphaBeta.negative_stabilizer": 2e-16},
             maxpool_flat_for=(Flat, WSquare),
             window_sum_epsilon=1e-12,
         ),

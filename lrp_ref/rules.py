@@ -111,7 +111,7 @@ class Rule:
                 if value not in choices:
                     raise RuleParameterError(f"{name}: {f.name} must be one of {', '.join(map(repr, choices))}; "
                                              f"got {value!r}")
-            elif f.name in ("epsilon", "stabilizer", "gamma", "alpha", "beta"):
+            elif f.name in ("epsilon", "stabilizer", "negative_stabilizer", "gamma", "alpha", "beta"):
                 object.__setattr__(self, f.name, _check_number(value, f.name, name))
 
     def applies_to(self, layer: Layer) -> bool:
@@ -307,7 +307,9 @@ class AlphaBeta(Rule):
     ``bias="split"`` (lrp_ref, zennit): ``b+`` in the positive, ``b-`` in the
     negative denominator; ``"both"``: the full ``b`` in both (iNNvestigate);
     ``"none"``: no bias.  The bias shares are absorbed.  Stabiliser:
-    ``stabilizer`` on each denominator; a zero denominator absorbs its part
+    ``stabilizer`` on each denominator (``negative_stabilizer``, if set, on the
+    negative one; lrp_toolbox's fast alpha-beta subtracts 2e-16 there and adds
+    1e-16 to the positive one); a zero denominator absorbs its part
     (``alpha R_k`` or ``-beta R_k``).  Parameters must satisfy
     ``alpha - beta = 1`` and ``alpha, beta >= 0``, so that the rule conserves.
     ``AlphaBeta(1, 0)`` is :class:`ZPlus`.
@@ -319,6 +321,8 @@ class AlphaBeta(Rule):
     beta : float >= 0, default 1
     stabilizer : float >= 0
     form, bias, split : conventions, see above
+    negative_stabilizer : float >= 0 or None
+        The negative denominator's stabiliser; None: ``stabilizer``.
     """
 
     alpha: float = 2.0
@@ -327,6 +331,7 @@ class AlphaBeta(Rule):
     form: str | None = None
     bias: str | None = None
     split: str | None = None
+    negative_stabilizer: float | None = None
     _shown: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
     def __post_init__(self) -> None:
@@ -349,7 +354,9 @@ def _one_sign(layer: LinearLayer, a: Array, R: Array, positive: bool, rule: Any)
     b = layer.bias_term()
     bias = {"split": np.maximum(b, 0) if positive else np.minimum(b, 0), "both": b, "none": np.zeros_like(b)}
     terms = sign_terms(layer, a, positive, rule.split)
-    return propagate(terms, bias[rule.bias], R, float(rule.stabilizer), rule.form)
+    eps = getattr(rule, "negative_stabilizer", None)
+    eps = rule.stabilizer if positive or eps is None else eps
+    return propagate(terms, bias[rule.bias], R, float(eps), rule.form)
 
 
 @dataclass(frozen=True, repr=False)

@@ -225,7 +225,13 @@ def networks() -> list[Net]:
     ]
     for net in nets:
         net.inputs.update(tied(net.input_shape) if net.name == "maxpool_ties" else ranges(net.input_shape))
-    return nets
+    # every denominator near 1e-13: the stabilisers (1e-16, sum pooling's 1e-12) decide the numbers
+    scale = 1e-13
+    tiny = Net("tiny", "the sumpool network with inputs and biases times 1e-13: the stabilisers matter",
+               [(*spec[:2], spec[2] * scale, *spec[3:]) if spec[0] in ("linear", "conv") else spec
+                for spec in nets[2].layers], nets[2].input_shape)
+    tiny.inputs.update({name: x * scale for name, x in nets[2].inputs.items()})
+    return [*nets, tiny]
 
 
 # ----------------------------------------------------------------------------- the rules
@@ -288,19 +294,24 @@ def has_slow(lrp_var: str | None) -> bool:
 
 #: the toolbox bugs lrp_ref does not reproduce (see docs/profiles.md, "Known peer bugs")
 SUMPOOL_ALPHABETA = "sumpool-alphabeta-fast"
-SLOW_ALPHABETA_ZERO = "alphabeta-slow-zero-denominator"
+SLOW_ALPHABETA = "alphabeta-slow-stabilisers"
+#: a denominator smaller than this (and not 0) makes a stabiliser of 1e-16 show above 1e-10 of max|R|
+SMALL = 1e-6
 
 
 def known_bug(model: lrp_ref.Sequential, e: lrp_ref.Explanation, lrp_var: str | None, param: float | None,
               path: str) -> str:
     """The name of the toolbox bug that changes this case's result, or "" (read off lrp_ref's explanation ``e``).
 
-    * SumPool._alphabeta_lrp (fast) multiplies R in twice in its beta term when alpha * beta != 0:
-      it changes the result where a window holds a negative input and its relevance is neither 0 nor 1.
-    * Linear._alphabeta_lrp_slow and Convolution._alphabeta_lrp_slow have no stabiliser: a zero
-      denominator (no positive, or no negative, contribution and no bias of that sign) gives 0/0.
-      Linear lets the NaN through to every input; Convolution sets the NaN entries to 0 after summing
-      over the filters, which drops the relevance of every filter at that output position.
+    * ``sumpool-alphabeta-fast``: SumPool._alphabeta_lrp multiplies R in twice in its beta term when
+      alpha * beta != 0: it changes the result where a window holds a negative input and its relevance
+      is neither 0 nor 1.
+    * ``alphabeta-slow-stabilisers``: the slow alpha-beta has other stabilisers than the fast one
+      (which the profile follows): none in Linear and Convolution, -1e-16 instead of -2e-16 for
+      SumPool's negative part.  At a zero denominator (no positive, or no negative, contribution and
+      no bias of that sign) Linear gives 0/0 = NaN for every input, and Convolution sets the NaN
+      entries to 0 after summing over the filters, which drops every filter's relevance at that
+      output position.  At a denominator below 1e-6 the missing 1e-16 shows above 1e-10.
     """
     if lrp_var != "alphabeta" or param is None:
         return ""
@@ -312,12 +323,18 @@ def known_bug(model: lrp_ref.Sequential, e: lrp_ref.Explanation, lrp_var: str | 
             R = e.layers[k + 1]
             if np.any(negative_window & (R != 0) & (R != 1)):
                 return SUMPOOL_ALPHABETA
-        if isinstance(layer, (L.Dense, L.Conv2d)) and path == "slow":
+        if isinstance(layer, (L.Dense, L.Conv2d, L.AvgPool2d)) and path == "slow":
             b = layer.bias_term()
             pos = sum(t.linear(x) for t, x in sign_terms(layer, a, True, "contributions")) + np.maximum(b, 0)
             neg = sum(t.linear(x) for t, x in sign_terms(layer, a, False, "contributions")) + np.minimum(b, 0)
-            if (alpha != 0 and np.any(pos == 0)) or (beta != 0 and np.any(neg == 0)):
-                return SLOW_ALPHABETA_ZERO
+            if isinstance(layer, L.AvgPool2d):  # the slow SumPool: +1e-16 as the profile, -1e-16 instead of -2e-16
+                pos = np.ones_like(pos)
+                neg = neg / layer.weight.flat[0]
+            elif (alpha != 0 and np.any(pos == 0)) or (beta != 0 and np.any(neg == 0)):
+                return SLOW_ALPHABETA
+            if (alpha != 0 and np.any((pos != 0) & (np.abs(pos) < SMALL))) or \
+                    (beta != 0 and np.any((neg != 0) & (np.abs(neg) < SMALL))):
+                return SLOW_ALPHABETA
     return ""
 
 
