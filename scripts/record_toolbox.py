@@ -31,10 +31,11 @@ input range ([0, 1] and [-1, 1]) and every rule of the toolbox ('simple', 'epsil
    where not: max pooling has no slow epsilon or alpha-beta);
 3. computes ``lrp_ref.explain(model, x, rule, target=argmax, profile="toolbox")`` with
    rule = LRP0(), Epsilon(eps), AlphaBeta(alpha, alpha - 1), Flat(), WSquare();
-4. reports max|diff| / max|R| per case, and checks it against 1e-10, except for the
-   known toolbox bug (``SumPool._alphabeta_lrp`` with alpha * beta != 0 on a sum pool
-   with negative inputs), which lrp_ref does not reproduce: there lrp_ref must agree with
-   the toolbox's slow path instead;
+4. reports max|diff| / max|R| per case, and checks it against 1e-10, except for the known
+   toolbox bugs (see :func:`known_bug`), which lrp_ref does not reproduce:
+   ``SumPool._alphabeta_lrp`` with alpha * beta != 0 on a sum pool with negative inputs
+   (there lrp_ref agrees with the toolbox's slow path), and the slow alpha-beta of Linear
+   and Convolution, which has no stabiliser (there lrp_ref agrees with the fast path);
 5. writes one HDF5 file per network and input range into tests/golden/toolbox/ (see
    tests/test_toolbox_golden.py for the layout), which `make test` checks without the toolbox.
 
