@@ -5,7 +5,8 @@
 #   make test       the whole test suite
 #   make lint       ruff;  make typecheck: mypy (strict)
 #   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
-#   make crosscheck compare with zennit and Captum live (installs PyTorch CPU, zennit, Captum)
+#   make crosscheck compare with zennit, Captum and iNNvestigate live (installs PyTorch CPU, zennit, Captum;
+#                   and, in a second environment, TensorFlow CPU 2.14.1 and iNNvestigate 2.1.2: about 1.5 GB)
 #   make bench      time lrp_ref against zennit and Captum (bench/results.md)
 #   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
 
@@ -24,6 +25,10 @@ TRAIN_VENV  ?= .venv-train
 
 XCHECK_VENV  ?= .venv-xcheck
 XCHECK_STAMP  = $(XCHECK_VENV)/.installed-$(shell cksum < scripts/setup_crosscheck.sh | cut -d' ' -f1)-$(SUM)
+INNV_VENV    ?= .venv-innvestigate
+INNV_STAMP    = $(INNV_VENV)/.installed-$(shell cksum < scripts/setup_innvestigate.sh | cut -d' ' -f1)-$(SUM)
+# TensorFlow 2.14 and its dependencies warn on import (deprecated NumPy and ml_dtypes names): not ours to fix
+INNV_PYTEST   = -p no:cacheprovider -W ignore::DeprecationWarning -W ignore::FutureWarning -W ignore::UserWarning
 GOLDEN       ?= tests/golden
 
 BENCH_ARGS   ?=
@@ -71,11 +76,17 @@ $(XCHECK_STAMP): scripts/setup_crosscheck.sh pyproject.toml
 	PYTHON=$(PYTHON) scripts/setup_crosscheck.sh $(XCHECK_VENV)
 	touch $@
 
-## crosscheck: install torch (CPU), zennit and Captum beside lrp_ref, compare them live (float64, 1e-12),
+## crosscheck: install torch (CPU), zennit and Captum beside lrp_ref, compare them live (float64, 1e-12);
+## iNNvestigate's analyzers in their own environment (float64, 1e-10, about 15 minutes on 2 cores);
 ## and check that the peers recorded in the conformance vectors still hold
-crosscheck: $(XCHECK_STAMP)
+crosscheck: $(XCHECK_STAMP) $(INNV_STAMP)
 	$(XCHECK_VENV)/bin/python -m pytest tests/crosscheck tests/test_golden.py
 	$(XCHECK_VENV)/bin/python scripts/record_peers.py --check $(GOLDEN)
+	$(INNV_VENV)/bin/python -m pytest $(INNV_PYTEST) tests/crosscheck_innvestigate
+
+$(INNV_STAMP): scripts/setup_innvestigate.sh pyproject.toml
+	PYTHON=$(PYTHON) scripts/setup_innvestigate.sh $(INNV_VENV)
+	touch $@
 
 ## peers: regenerate the conformance vectors and record zennit's and Captum's results into them
 peers: $(XCHECK_STAMP)

@@ -40,6 +40,8 @@ __all__ = [
     "epsilon_gamma_box",
     "epsilon_plus",
     "epsilon_plus_flat",
+    "innvestigate_deep_taylor",
+    "innvestigate_preset",
     "resolve_rules",
 ]
 
@@ -182,6 +184,52 @@ def epsilon_gamma_box(
     return LayerTypeComposite(
         "epsilon_gamma_box", conv=Gamma(gamma, stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
         first=ZBox(low, high, stabilizer), first_types=(Conv2d,),
+    )
+
+
+def innvestigate_preset(letter: str, epsilon: float = 0.1, flat: bool = False) -> LayerTypeComposite:
+    """iNNvestigate's ``lrp.sequential_preset_a`` / ``_b`` (``flat=True``: ``..._a_flat`` / ``_b_flat``).
+
+    Dense: ``Epsilon(epsilon)``; Conv2d: ``AlphaBeta(1, 0)`` (preset A) or
+    ``AlphaBeta(2, 1)`` (preset B); average pooling: ``LRP0()`` (iNNvestigate
+    explains average pooling with its Z rule whatever the analyzer);
+    ``flat=True``: ``Flat()`` on the first Dense or Conv2d layer.  Note that
+    iNNvestigate's alpha-beta keeps the bias (``Alpha1Beta0Rule``, not z+): under
+    ``profile="innvestigate"`` the full bias enters both denominators.
+    """
+    if letter not in ("A", "B"):
+        raise RuleAssignmentError(f"innvestigate_preset: letter must be 'A' or 'B'; got {letter!r}")
+    conv = AlphaBeta(1.0, 0.0) if letter == "A" else AlphaBeta(2.0, 1.0)
+    return LayerTypeComposite(
+        f"innvestigate_preset_{letter.lower()}{'_flat' if flat else ''}", conv=conv, dense=Epsilon(epsilon),
+        avgpool=LRP0(), first=Flat() if flat else None,
+    )
+
+
+def innvestigate_deep_taylor(low: Any = None, high: Any = None) -> LayerTypeComposite:
+    """iNNvestigate's ``deep_taylor`` analyzer (``deep_taylor.bounded`` with ``low`` and ``high``), as it really assigns rules.
+
+    * every Dense and Conv2d layer: ``ZPlus(bias="none")`` (its
+      ``Alpha1Beta0IgnoreBiasRule``), the output layer included: iNNvestigate's
+      "has an activation" check is ``hasattr(layer, "activation")``, which every
+      Keras Dense and Conv2D layer passes, so the rule meant for layers without
+      ReLU (w-square) is never chosen;
+    * average pooling: by gradient, which for average pooling is ``Flat()``;
+    * max pooling: by gradient (winner takes all; the profile's default);
+    * bounded: ``ZBox(low, high)`` on the first Dense or Conv2d layer.
+
+    iNNvestigate also appends a ReLU to the model output, so the start
+    relevance is ``max(f(x), 0)``: the same as lrp_ref's wherever the explained
+    output is positive.
+    Reference: Montavon et al. 2017, "Explaining nonlinear classification
+    decisions with deep Taylor decomposition", Pattern Recognition 65.
+    """
+    if (low is None) != (high is None):
+        raise RuleAssignmentError("innvestigate_deep_taylor: give both low and high (bounded) or neither")
+    z_plus = ZPlus(bias="none")
+    return LayerTypeComposite(
+        "innvestigate_deep_taylor" + ("_bounded" if low is not None else ""), conv=z_plus, dense=z_plus,
+        avgpool=Flat(), first=None if low is None else ZBox(low, high),
     )
 
 
