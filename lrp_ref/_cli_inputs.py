@@ -458,8 +458,8 @@ def read_input(spec: str, model: Sequential, samples: Path, how: Interpretation,
                 digits = re.fullmatch(r"(?:sample\D?)?(\d+)", spec.strip())
                 hint = f" (did you mean sample:{digits.group(1)}?)" if digits else ""
                 raise CliError(f"{what}: no such file{hint}; expected sample:K or a .npy, .h5 or .png file")
-            raise CliError(f"{what}: expected sample:K, .npy, .h5 or .png; got a {suffix or 'suffix-less'} file"
-                           f"{_looks_like(path)}")
+            found = "a folder" if path.is_dir() else f"a {suffix or 'suffix-less'} file{_looks_like(path)}"
+            raise CliError(f"{what}: expected sample:K, .npy, .h5 or .png; got {found}")
         if grey and suffix != ".png":
             raise CliError(f"--grey converts colour PNG files; --input {spec} is a {suffix} file")
         if suffix == ".npy":

@@ -231,17 +231,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile)
     out = prepare_out(args.out)
     assert e.target is not None  # explain() was given a target or chose the arg-max
+    image = x.ndim in (3, 4)  # (N, H, W) or (N, C, H, W): heatmaps; vectors get relevance.npy and the ledger only
+    if not image:
+        print(f"note: no heatmaps: one input has shape {x.shape[1:]}, not an image (H, W) or (C, H, W)")
     if not inputs.batched:  # one sample: the files and the printout of a single explanation
         np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
-        viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
-        viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
+        if image:
+            viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
+            viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
         table = e.ledger.table()
         (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
         target = int(e.target[0])
         print(f"explained class {class_name(model, target)}, f(x) = {e.score[0]:.6g}{_truth(inputs, 0, ', ')}; "
               f"rule {args.rule}")
         print(table)
-        print(f"wrote {out / 'heatmap.png'}, {out / 'overlay.png'}, {out / 'relevance.npy'}, {out / 'ledger.txt'}")
+        pictures = f"{out / 'heatmap.png'}, {out / 'overlay.png'}, " if image else ""
+        print(f"wrote {pictures}{out / 'relevance.npy'}, {out / 'ledger.txt'}")
         return 0
     n, fmt = len(x), _numbered(len(x))
     if (note := batch_note(e, args.profile)) is not None:
@@ -250,8 +255,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     tables = []
     progress = Progress(n, "samples")
     for i in range(n):
-        viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
-        viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
+        if image:
+            viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
+            viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
         target = int(e.target[i])
         headline = (f"sample {i:{fmt}}{inputs.source(i)}: class {class_name(model, target)}, f(x) = {e.score[i]:.6g}, "
                     f"sum R = {e.ledger.input_relevance[i]:.6g}, absorbed = {e.ledger.absorbed[i]:.4g}, "
@@ -262,8 +268,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     (out / "ledger.txt").write_text("\n".join(tables), encoding="utf-8")
     print(f"explained {n} samples with rule {args.rule}")
     last = f"{n - 1:{fmt}}"
-    print(f"wrote {out / 'relevance.npy'} {e.relevance.shape}, {out}/heatmap_{0:{fmt}}.png .. heatmap_{last}.png, "
-          f"overlay_{0:{fmt}}.png .. overlay_{last}.png, {out / 'ledger.txt'} (one table per sample)")
+    pictures = (f"{out}/heatmap_{0:{fmt}}.png .. heatmap_{last}.png, overlay_{0:{fmt}}.png .. overlay_{last}.png, "
+                if image else "")
+    print(f"wrote {out / 'relevance.npy'} {e.relevance.shape}, {pictures}{out / 'ledger.txt'} (one table per sample)")
     return 0
 
 
@@ -272,6 +279,9 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     model = open_model(args.model)
     inputs = get_inputs(args, model)
     x = inputs.x
+    if x.ndim not in (3, 4):
+        raise CliError(f"--input {args.input}: compare-rules draws heatmaps, and one input has shape {x.shape[1:]}, "
+                       "not an image (H, W) or (C, H, W); use explain, which writes relevance.npy and the ledger")
     check_target(args.target, model, x)
     print(f"input: {inputs.description}")
     runs: list[tuple[str, Explanation]] = []
@@ -479,6 +489,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PipeSafe:
+    """stdout that goes quiet instead of failing when its reader has gone (``lrp-ref ... | head``).
+
+    The command then still writes its files.  The file descriptor is pointed at
+    the null device so that the interpreter's last flush succeeds too.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.gone = stream, False
+
+    def _drop(self) -> None:
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - a stream without a descriptor
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self.stream.write(text))
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
@@ -489,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or an argument error already printed
         return exc.code if isinstance(exc.code, int) else 2
+    stdout, sys.stdout = sys.stdout, _PipeSafe(sys.stdout)
     try:
         return int(args.run(args))
     except (CliError, LrpRefError, OSError) as exc:
@@ -503,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lrp-ref: internal error (a bug in lrp_ref; please report it): {type(exc).__name__}: "
               f"{_one_line(exc)} (set LRP_REF_TRACEBACK=1 to see where)", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -503,3 +503,62 @@ def test_batch_dependent_profile_says_so(capsys, tmp_path):
 def test_near_misses_get_a_suggestion(capsys, tmp_path, args, fragment):
     code, _, err = cli(capsys, "explain", "--model", CNN, "--rule", "lrp0", "--out", tmp_path, *args)
     assert_one_line_error(code, err, fragment)
+
+
+def _tiny_models(tmp_path: Path) -> tuple[Path, Path]:
+    """A 3-channel image model with per-channel preprocessing, and a vector model without metadata."""
+    rng = np.random.default_rng(0)
+    colour = lrp_ref.Sequential(
+        [lrp_ref.Conv2d(rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)), lrp_ref.ReLU(), lrp_ref.Flatten(),
+         lrp_ref.Dense(rng.normal(size=(10, 144)), rng.normal(size=10))],
+        metadata={"input_shape": (3, 8, 8), "input_scale": np.full(3, 1 / 255), "input_offset": np.zeros(3),
+                  "input_low": np.zeros(3), "input_high": np.ones(3)})
+    vector = lrp_ref.Sequential([lrp_ref.Dense(rng.normal(size=(3, 5)), rng.normal(size=3))])
+    lrp_ref.save(colour, tmp_path / "colour.h5")
+    lrp_ref.save(vector, tmp_path / "vector.h5")
+    return tmp_path / "colour.h5", tmp_path / "vector.h5"
+
+
+def test_colour_model_takes_rgb_png_and_refuses_grey(capsys, tmp_path):
+    colour, _ = _tiny_models(tmp_path)
+    pixels = np.random.default_rng(1).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    rgb, grey = _png(tmp_path / "rgb.png", pixels), _png(tmp_path / "grey.png", pixels[..., 0])
+    code, _, err = cli(capsys, "explain", "--model", colour, "--input", rgb, "--rule", "zbox+epsilon",
+                       "--out", tmp_path)
+    assert code == 0, err
+    model = lrp_ref.load(colour)
+    x = pixels.transpose(2, 0, 1)[None] / 255.0
+    expected = lrp_ref.explain(model, x, lrp_ref.catalog.from_spec("zbox+epsilon", (0.0, 1.0)))
+    assert_allclose(np.load(tmp_path / "relevance.npy"), expected.relevance[0], rtol=1e-12, atol=1e-15)
+    code, _, err = cli(capsys, "explain", "--model", colour, "--input", grey, "--rule", "lrp0", "--out", tmp_path)
+    assert_one_line_error(code, err, "a grey PNG (mode L); the model takes 3 channels")
+
+
+def test_vector_model_without_metadata(capsys, tmp_path):
+    _, vector = _tiny_models(tmp_path)
+    np.save(tmp_path / "v.npy", np.random.default_rng(2).normal(size=(4, 5)))
+    code, out, err = cli(capsys, "explain", "--model", vector, "--input", tmp_path / "v.npy", "--rule", "epsilon",
+                         "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "the model declares no input_shape" in out and "not checked" in out and "no heatmaps" in out
+    assert np.load(tmp_path / "out" / "relevance.npy").shape == (4, 5)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ledger.txt", "relevance.npy"]
+    code, _, err = cli(capsys, "explain", "--model", vector, "--input", tmp_path / "v.npy", "--rule", "epsilon",
+                       "--input-range", "0,1", "--out", tmp_path / "out")
+    assert_one_line_error(code, err, "--input-range 0,1: the model declares no input range")
+    code, _, err = cli(capsys, "compare-rules", "--model", vector, "--input", tmp_path / "v.npy", "--out", tmp_path)
+    assert_one_line_error(code, err, "compare-rules draws heatmaps")
+
+
+def test_a_closed_pipe_does_not_stop_the_work(tmp_path):
+    """lrp-ref ... | head: the reader goes away, the files are still written and nothing is reported."""
+    proc = subprocess.Popen([sys.executable, "-m", "lrp_ref", "explain", "--model", str(CNN), "--input",
+                             "sample:0,1", "--rule", "lrp0", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait() == 0, err
+    assert "error" not in err
+    assert np.load(tmp_path / "relevance.npy").shape == (2, 1, 28, 28)
