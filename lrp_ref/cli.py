@@ -8,124 +8,63 @@ Subcommands::
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
+    lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
-``mnist_samples.h5`` beside the model), or a ``.npy``, ``.h5`` or ``.png`` file
-of raw values (for MNIST, pixels 0..255) that the model's
-``input_scale``/``input_offset`` map to model inputs; ``--preprocessed`` takes
-the file's values as model inputs as they are.  Rules are named as in
-:mod:`lrp_ref.catalog`.  Errors print one line and exit with status 2.
+``mnist_samples.h5`` beside the model; also ``sample:K,L,...`` and
+``sample:all``), or a ``.npy``, ``.h5`` or ``.png`` file of raw values (for
+MNIST, pixels 0..255) that the model's ``input_scale``/``input_offset`` map to
+model inputs.  A file may hold one sample or a batch (N, ...): a batch is
+explained whole, one heatmap and one ledger per sample.  Values outside the
+model's raw range are refused; ``--input-range LOW,HIGH`` maps data in another
+range (e.g. ``0,1``) onto it, and ``--preprocessed`` takes the values as model
+inputs.  Rules are named as in :mod:`lrp_ref.catalog`.  Errors print one line
+that names the parameter and the file, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from . import catalog, io, profiles, vectors, viz
+from . import __version__, catalog, io, profiles, vectors, viz
+from ._cli_inputs import (
+    CliError,
+    Inputs,
+    Interpretation,
+    bounds,
+    fit_layout,
+    load_samples,
+    parse_range,
+    preprocess,
+    read_candidate,
+    read_input,
+    to_model_input,
+)
+from ._cli_rules import build, unused_parts
 from .compare import compare
+from .composites import Composite
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
+from .rules import Rule
 from .sequential import Sequential
+
+__all__ = ["CliError", "Progress", "bounds", "build_parser", "load_samples", "main", "preprocess"]
 
 Array = NDArray[Any]
 SAMPLES_FILE = "mnist_samples.h5"
 
 
-class CliError(Exception):
-    """A problem with the command's arguments or files, reported as one line."""
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def load_samples(path: Path) -> tuple[Array, Array]:
-    """The shipped samples: raw images (N, H, W) uint8 and their labels (N,)."""
-    if not path.is_file():
-        raise CliError(f"samples file {path} not found (give --samples FILE)")
-    with h5py.File(path, "r") as f:
-        if "images" not in f or "labels" not in f:
-            raise CliError(f"{path} is not a samples file: expected datasets 'images' and 'labels'")
-        return np.asarray(f["images"]), np.asarray(f["labels"])
-
-
-def preprocess(raw: Array, model: Sequential) -> Array:
-    """Model input from raw values: ``raw * input_scale + input_offset`` (per channel if arrays)."""
-    meta = model.metadata
-    scale = np.asarray(meta.get("input_scale", 1.0), dtype=np.float64)
-    offset = np.asarray(meta.get("input_offset", 0.0), dtype=np.float64)
-    if scale.ndim == 1:
-        scale = scale[:, None, None]
-    if offset.ndim == 1:
-        offset = offset[:, None, None]
-    return raw.astype(np.float64) * scale + offset
-
-
-def _fit_shape(x: Array, model: Sequential, source: str) -> Array:
-    shape = tuple(model.metadata.get("input_shape", x.shape))
-    if x.shape == shape:
-        return x[None]
-    if x.shape[1:] == shape:
-        return x
-    if x.size == int(np.prod(shape)):
-        return x.reshape(1, *shape)
-    raise CliError(f"{source} has shape {x.shape}; the model expects {shape} (or a batch of it)")
-
-
-def read_input(spec: str, model: Sequential, samples: Path, preprocessed: bool) -> tuple[Array, int | None]:
-    """Model input (1, ...) for ``--input``, and the true label when known."""
-    if spec.startswith("sample:"):
-        images, labels = load_samples(samples)
-        try:
-            k = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise CliError(f"--input {spec!r}: expected sample:K with an integer K") from None
-        if not 0 <= k < len(images):
-            raise CliError(f"--input {spec!r}: {samples.name} holds samples 0..{len(images) - 1}")
-        return _fit_shape(preprocess(images[k], model), model, spec), int(labels[k])
-    path = Path(spec)
-    if not path.is_file():
-        raise CliError(f"--input {spec!r}: no such file (or use sample:K)")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    elif suffix in (".h5", ".hdf5"):
-        with h5py.File(path, "r") as f:
-            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
-            if len(names) != 1 and "x" not in names:
-                raise CliError(f"{path}: expected one dataset (or one named 'x'); found {names}")
-            raw = np.asarray(f["x" if "x" in names else names[0]])
-    elif suffix == ".png":
-        try:
-            from PIL import Image
-        except ImportError:
-            raise CliError("reading PNG needs the 'viz' extra: pip install 'lrp_ref[viz]'") from None
-        raw = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
-    else:
-        raise CliError(f"--input {spec!r}: expected sample:K, .npy, .h5 or .png")
-    if raw.dtype.kind not in "biuf":
-        raise CliError(f"{path}: expected numbers, found dtype {raw.dtype}")
-    x = raw.astype(np.float64) if preprocessed else preprocess(np.asarray(raw), model)
-    return _fit_shape(x, model, str(path)), None
-
-
-def bounds(model: Sequential) -> tuple[Any, Any] | None:
-    """The model-input bounds (input_low, input_high) if the model declares them."""
-    meta = model.metadata
-    if "input_low" not in meta or "input_high" not in meta:
-        return None
-    low, high = np.asarray(meta["input_low"], float), np.asarray(meta["input_high"], float)
-    if low.ndim == 1:  # per channel: broadcast over (C, H, W)
-        low, high = low[:, None, None], high[:, None, None]
-    return low, high
+# ----------------------------------------------------------------------------- inputs and outputs
 
 
 def samples_path(args: argparse.Namespace) -> Path:
@@ -133,16 +72,110 @@ def samples_path(args: argparse.Namespace) -> Path:
     return Path(args.samples) if args.samples else Path(args.model).parent / SAMPLES_FILE
 
 
+def _samples_hint(args: argparse.Namespace) -> str:
+    return "" if args.samples else f" (the default beside --model {args.model}; give --samples FILE)"
+
+
+def read_samples(args: argparse.Namespace) -> tuple[Array, Array]:
+    """The samples file's images and labels (``--samples`` or the default beside the model)."""
+    return load_samples(samples_path(args), _samples_hint(args))
+
+
+def get_inputs(args: argparse.Namespace, model: Sequential) -> Inputs:
+    """``--input`` read, checked and turned into model inputs (see :mod:`lrp_ref._cli_inputs`)."""
+    return read_input(args.input, model, samples_path(args), interpretation(args), args.grey, _samples_hint(args))
+
+
 def open_model(path: str) -> Sequential:
+    """The model of ``--model``; a file that cannot be read is one line naming it."""
     p = Path(path)
     if not p.is_file():
-        raise CliError(f"model file {path} not found")
-    return io.load(p)
+        near = p.with_name(p.name + ".h5")
+        hint = f"did you mean {near}?" if near.is_file() else "expected an lrp_ref model, e.g. weights/mnist_cnn.h5"
+        raise CliError(f"--model {path}: {'not a file' if p.exists() else 'no such file'} ({hint})")
+    try:
+        return io.load(p)
+    except (LrpRefError, OSError) as exc:
+        text = str(exc)
+        raise CliError(f"--model {text}" if text.startswith(str(p)) else f"--model {path}: {text}") from None
+
+
+def interpretation(args: argparse.Namespace) -> Interpretation:
+    """How ``--input`` values become model inputs, from ``--preprocessed`` and ``--input-range``."""
+    if args.preprocessed and args.input_range is not None:
+        raise CliError("--preprocessed and --input-range exclude each other: the first takes model inputs as they "
+                       "are, the second maps LOW..HIGH onto the model's range")
+    return Interpretation(args.preprocessed, args.input_range)
 
 
 def class_name(model: Sequential, k: int) -> str:
     names = model.metadata.get("class_names")
     return str(names[k]) if names is not None and k < len(names) else str(k)
+
+
+def check_target(target: int | None, model: Sequential, x: Array) -> None:
+    """Refuse a ``--target`` the model has no output for."""
+    if target is None:
+        return
+    out = model.shapes(x.shape[1:])[-1]
+    if len(out) == 1 and not 0 <= target < out[0]:
+        names = model.metadata.get("class_names")
+        listing = f": {', '.join(map(str, names))}" if names is not None else ""
+        raise CliError(f"--target {target}: the model has {out[0]} outputs, classes 0..{out[0] - 1}{listing}")
+
+
+def run_explain(model: Sequential, x: Array, rules: Rule | Composite, spec: str, **kwargs: Any) -> Explanation:
+    """:func:`explain`, with a failure reported against ``--rule``."""
+    try:
+        return explain(model, x, rules, **kwargs)
+    except LrpRefError as exc:
+        raise CliError(f"--rule {spec!r}: {exc}") from None
+
+
+def check_out(path: str) -> None:
+    """Refuse an ``--out`` that cannot be a folder, before any work is done."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise CliError(f"--out {path}: exists and is not a folder")
+
+
+def prepare_out(path: str) -> Path:
+    """The ``--out`` folder, created if needed."""
+    out = Path(path)
+    check_out(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out {path}: cannot create the folder ({exc.strerror or exc})") from None
+    return out
+
+
+def _numbered(n: int) -> str:
+    """Format of a sample number in file names: 000, 001, ... (wider for large batches)."""
+    return f"0{max(3, len(str(n - 1)))}d"
+
+
+def _worst_residual(e: Explanation, i: int) -> float:
+    """Largest relative layer residual of sample ``i``."""
+    return max(float(abs(b.residual[i]) / max(b.scale[i], 1e-300)) for b in e.ledger.entries)
+
+
+def _ledger_summary(e: Explanation) -> tuple[float, float]:
+    """(largest relative layer residual, absorbed share of |f(x)|) over the batch."""
+    worst = max(float(np.max(np.abs(b.residual) / np.maximum(b.scale, 1e-300))) for b in e.ledger.entries)
+    share = float(np.mean(np.abs(e.ledger.absorbed) / np.maximum(np.abs(e.score), 1e-300)))
+    return worst, share
+
+
+def batch_note(e: Explanation, profile: str) -> str | None:
+    """A warning when a rule's stabiliser depends on the whole batch (the tutorial's RMS), else None."""
+    if len(e.relevance) > 1 and any(getattr(rule, "scale", None) == "rms" for rule in e.rules):
+        return (f"note: profile {profile} scales epsilon by the RMS of z over the whole batch, as its source does, "
+                "so each sample's relevance depends on the other samples; explain them one by one to avoid that")
+    return None
+
+
+def _truth(inputs: Inputs, i: int, sep: str) -> str:
+    return f"{sep}true label {int(inputs.labels[i])}" if inputs.labels is not None else ""
 
 
 # ----------------------------------------------------------------------------- progress
@@ -187,78 +220,140 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger_summary(e: Explanation) -> tuple[float, float]:
-    """(largest relative layer residual, absorbed share of |f(x)|) over the batch."""
-    worst = max(float(np.max(np.abs(b.residual) / np.maximum(b.scale, 1e-300))) for b in e.ledger.entries)
-    share = float(np.mean(np.abs(e.ledger.absorbed) / np.maximum(np.abs(e.score), 1e-300)))
-    return worst, share
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
+    check_out(args.out)
     model = open_model(args.model)
-    samples = samples_path(args)
-    x, label = read_input(args.input, model, samples, args.preprocessed)
-    rules = catalog.from_spec(args.rule, bounds(model))
-    e = explain(model, x, rules, target=args.target, profile=args.profile)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
-    viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
-    viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
-    table = e.ledger.table()
-    (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
+    inputs = get_inputs(args, model)
+    rules = build(args.rule, model, bounds(model))
+    x = inputs.x
+    check_target(args.target, model, x)
+    print(f"input: {inputs.description}")
+    e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile)
+    out = prepare_out(args.out)
     assert e.target is not None  # explain() was given a target or chose the arg-max
-    target = int(e.target[0])
-    truth = f", true label {label}" if label is not None else ""
-    print(f"explained class {class_name(model, target)}, f(x) = {e.score[0]:.6g}{truth}; rule {args.rule}")
-    print(table)
-    print(f"wrote {out / 'heatmap.png'}, {out / 'overlay.png'}, {out / 'relevance.npy'}, {out / 'ledger.txt'}")
+    image = x.ndim in (3, 4)  # (N, H, W) or (N, C, H, W): heatmaps; vectors get relevance.npy and the ledger only
+    if not image:
+        print(f"note: no heatmaps: one input has shape {x.shape[1:]}, not an image (H, W) or (C, H, W)")
+    if not inputs.batched:  # one sample: the files and the printout of a single explanation
+        np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
+        if image:
+            viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
+            viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
+        table = e.ledger.table()
+        (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
+        target = int(e.target[0])
+        print(f"explained class {class_name(model, target)}, f(x) = {e.score[0]:.6g}{_truth(inputs, 0, ', ')}; "
+              f"rule {args.rule}")
+        print(table)
+        pictures = f"{out / 'heatmap.png'}, {out / 'overlay.png'}, " if image else ""
+        print(f"wrote {pictures}{out / 'relevance.npy'}, {out / 'ledger.txt'}")
+        return 0
+    n, fmt = len(x), _numbered(len(x))
+    if (note := batch_note(e, args.profile)) is not None:
+        print(note)
+    np.save(out / "relevance.npy", e.relevance, allow_pickle=False)
+    tables = []
+    progress = Progress(n, "samples")
+    for i in range(n):
+        if image:
+            viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
+            viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
+        target = int(e.target[i])
+        headline = (f"sample {i:{fmt}}{inputs.source(i)}: class {class_name(model, target)}, f(x) = {e.score[i]:.6g}, "
+                    f"sum R = {e.ledger.input_relevance[i]:.6g}, absorbed = {e.ledger.absorbed[i]:.4g}, "
+                    f"max layer residual {_worst_residual(e, i):.2e}{_truth(inputs, i, ', ')}")
+        print(headline)
+        tables.append(f"{headline}\n{e.ledger.table(i)}\n")
+        progress.step(f"sample {i}")
+    (out / "ledger.txt").write_text("\n".join(tables), encoding="utf-8")
+    print(f"explained {n} samples with rule {args.rule}")
+    last = f"{n - 1:{fmt}}"
+    pictures = (f"{out}/heatmap_{0:{fmt}}.png .. heatmap_{last}.png, overlay_{0:{fmt}}.png .. overlay_{last}.png, "
+                if image else "")
+    print(f"wrote {out / 'relevance.npy'} {e.relevance.shape}, {pictures}{out / 'ledger.txt'} (one table per sample)")
     return 0
 
 
 def cmd_compare_rules(args: argparse.Namespace) -> int:
+    check_out(args.out)
     model = open_model(args.model)
-    samples = samples_path(args)
-    x, label = read_input(args.input, model, samples, args.preprocessed)
-    panels = []
+    inputs = get_inputs(args, model)
+    x = inputs.x
+    if x.ndim not in (3, 4):
+        raise CliError(f"--input {args.input}: compare-rules draws heatmaps, and one input has shape {x.shape[1:]}, "
+                       "not an image (H, W) or (C, H, W); use explain, which writes relevance.npy and the ledger")
+    check_target(args.target, model, x)
+    print(f"input: {inputs.description}")
+    runs: list[tuple[str, Explanation]] = []
+    notes = []
     progress = Progress(len(catalog.SEED_COMPARISON), "rules")
-    first: Explanation | None = None
-    print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
     for label_text, spec in catalog.SEED_COMPARISON:
-        e = explain(model, x, catalog.from_spec(spec, bounds(model)), target=args.target)
+        rules = build_for_comparison(spec, model)
+        if isinstance(rules, Composite) and (why := unused_parts(rules, model)) is not None:
+            notes.append(f"note: {label_text} ({spec}): {why}")
+        e = run_explain(model, x, rules, spec, target=args.target)
         e.ledger.check_balance()
-        first = first or e
-        worst, _ = _ledger_summary(e)
-        total = float(e.relevance.sum())
-        print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[0]):>10.3g} {worst:>19.2e}")
-        panels.append((label_text, e.relevance[0], f"\u03a3R = {total:.3g}   f(x) = {e.score[0]:.3g}"))
+        runs.append((label_text, e))
         progress.step(label_text)
-    assert first is not None and first.target is not None
-    target = int(first.target[0])
-    truth = f"; true label {label}" if label is not None else ""
-    title = (f"{Path(args.model).stem}: explaining class {class_name(model, target)}, f(x) = {first.score[0]:.3f}"
-             f"{truth}   (red: for, blue: against)")
-    out = viz.save_comparison(x[0], panels, Path(args.out) / "compare_rules.png", title)
-    print(f"wrote {out}")
+    print("\n".join(notes), end="\n" if notes else "")
+    first = runs[0][1]
+    assert first.target is not None
+    out_dir, fmt = prepare_out(args.out), _numbered(len(x))
+    written = []
+    figures = Progress(len(x), "figures") if inputs.batched else None
+    for i in range(len(x)):
+        target = int(first.target[i])
+        if inputs.batched:
+            print(f"sample {i:{fmt}}{inputs.source(i)}: explaining class {class_name(model, target)}, "
+                  f"f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
+        print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
+        panels = []
+        for label_text, e in runs:
+            total = float(e.relevance[i].sum())
+            print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
+                  f"{_worst_residual(e, i):>19.2e}")
+            panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}   f(x) = {e.score[i]:.3g}"))
+        which = f"sample {i}{inputs.source(i)}: " if inputs.batched else ""
+        title = (f"{Path(args.model).stem}: {which}explaining class {class_name(model, target)}, "
+                 f"f(x) = {first.score[i]:.3f}{_truth(inputs, i, '; ')}   (red: for, blue: against)")
+        name = f"compare_rules_{i:{fmt}}.png" if inputs.batched else "compare_rules.png"
+        written.append(viz.save_comparison(x[i], panels, out_dir / name, title))
+        if figures is not None:
+            figures.step(name)
+    many = f"{len(written)} figures: {written[0]} .. {written[-1]}"
+    print(f"wrote {written[0]}" if len(written) == 1 else f"wrote {many}")
     return 0
+
+
+def build_for_comparison(spec: str, model: Sequential) -> Rule | Composite:
+    """A rule of the seed's comparison, built as the catalog builds it."""
+    try:
+        return catalog.from_spec(spec, bounds(model))
+    except LrpRefError as exc:
+        raise CliError(f"rule {spec!r} of the comparison: {exc}") from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     model = open_model(args.model)
     samples = samples_path(args)
-    images, labels = load_samples(samples)
-    x = np.stack([_fit_shape(preprocess(img, model), model, "sample")[0] for img in images])
+    images, labels = read_samples(args)
+    what = f"--samples {samples}"
+    x, _, layout = fit_layout(images, model, what)
+    x, values = to_model_input(x, model, what, interpretation(args))
     specs = [(label, spec) for label, spec in catalog.SEED_COMPARISON]
     specs += [(name, name) for name in catalog.COMPOSITES if name not in {s for _, s in specs}]
     specs += [(name, name) for name in catalog.RULES if name not in {s for _, s in specs} | catalog.INPUT_ONLY]
     correct = int(np.sum(np.argmax(model.forward(x), axis=1) == labels))
-    print(f"{len(x)} samples from {samples}, {correct} classified correctly")
+    print(f"{len(x)} samples from {samples} ({layout}; {values}), {correct} classified correctly")
     print(f"{'rule':<30} {'max layer residual':>19} {'absorbed / |f(x)|':>18}  status")
     progress = Progress(len(specs), "check")
     failures = 0
-    rows = []
+    rows, idle = [], []
     for label_text, spec in specs:
-        e = explain(model, x, catalog.from_spec(spec, bounds(model)))
+        rules = build_for_comparison(spec, model)
+        if isinstance(rules, Composite) and unused_parts(rules, model) is not None:
+            idle.append(label_text)
+        e = run_explain(model, x, rules, spec)
         try:
             e.ledger.check_balance()
             e.ledger.check_conservation()
@@ -269,46 +364,32 @@ def cmd_check(args: argparse.Namespace) -> int:
         rows.append(f"{label_text:<30} {worst:>19.2e} {share:>18.3%}  {status}")
         progress.step(label_text)
     print("\n".join(rows))
+    if idle:
+        print(f"note: the Conv2d rules of {', '.join(idle)} reach no layer of this model, so these composites "
+              "reduce to their other rules here (lrp-ref explain --rule NAME says to what)")
     print(f"{len(specs) - failures} of {len(specs)} rules balance to the float64 tolerance")
     return 1 if failures else 0
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    paths = vectors.write_suite(args.out)
+    out = prepare_out(args.out)
+    paths = vectors.write_suite(out)
     print(f"wrote {len(paths)} conformance vectors to {args.out} (format: lrp_ref.vectors module docstring)")
     return 0
 
 
-def read_candidate(path: Path) -> dict[int, Array]:
-    """A candidate's relevances: a .npy of the input relevance, or an HDF5 file with a dataset
-    'relevance' (input) or a group 'relevance' of datasets named by boundary (000 = input)."""
-    if not path.is_file():
-        raise CliError(f"candidate file {path} not found")
-    if path.suffix.lower() == ".npy":
-        return {0: np.load(path, allow_pickle=False)}
-    with h5py.File(path, "r") as f:
-        if "relevance" not in f:
-            raise CliError(f"{path}: expected a dataset or group named 'relevance'")
-        item = f["relevance"]
-        if isinstance(item, h5py.Dataset):
-            return {0: np.asarray(item)}
-        try:
-            return {int(name): np.asarray(item[name]) for name in item}
-        except ValueError:
-            raise CliError(f"{path}: the datasets in 'relevance' must be named by boundary (000, 001, ...)") from None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     model = open_model(args.model)
-    samples = samples_path(args)
-    x, _ = read_input(args.input, model, samples, args.preprocessed)
-    candidate = read_candidate(Path(args.candidate))
-    shapes = model.shapes(x.shape[1:])  # one sample's shape at every boundary
-    for k, r in candidate.items():
-        if 0 <= k < len(shapes) and r.shape == shapes[k]:  # given without the batch axis
-            candidate[k] = r[None]
-    rules = catalog.from_spec(args.rule, bounds(model))
-    result = compare(model, x, rules, candidate, target=args.target, profile=args.profile, dtype=args.dtype)
+    inputs = get_inputs(args, model)
+    x = inputs.x
+    rules = build(args.rule, model, bounds(model))
+    check_target(args.target, model, x)
+    candidate = read_candidate(Path(args.candidate), model.shapes(x.shape[1:]), len(x))
+    print(f"input: {inputs.description}")
+    try:
+        result = compare(model, x, rules, candidate, target=args.target, profile=args.profile, dtype=args.dtype)
+    except LrpRefError as exc:
+        raise CliError(f"--rule {args.rule!r}: {exc}") from None
     print(result.report())
     return 0 if result.ok else 1
 
@@ -317,68 +398,163 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that suggest the nearest option."""
+
+    known_options: frozenset[str] = frozenset()
+
     def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments" in message:
+            for token in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(token.split("=")[0], sorted(_Parser.known_options), n=1)
+                if token.startswith("-") and close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        if "--input-range: expected one argument" in message:
+            message += " (for a negative LOW write --input-range=-1,1)"
+        if "required: command" in message:
+            message = "a command is required: info, explain, compare-rules, check, vectors or compare"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lrp-ref", description="Layer-wise Relevance Propagation, the reference implementation.")
+    parser = _Parser(prog="lrp-ref", description="Layer-wise Relevance Propagation, the reference implementation.",
+                     allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"lrp_ref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, needs_input: bool) -> None:
         p.add_argument("--model", required=True, help="model file (lrp_ref HDF5), e.g. weights/mnist_cnn.h5")
         p.add_argument("--samples", help=f"samples file for sample:K (default: {SAMPLES_FILE} beside the model)")
+        p.add_argument("--preprocessed", action="store_true", help="the values are model inputs, not raw values")
+        p.add_argument("--input-range", type=parse_range, metavar="LOW,HIGH",
+                       help="the values span LOW..HIGH (e.g. 0,1 for data already scaled to [0, 1]); mapped "
+                            "linearly onto the model's raw range. Without it, values outside the raw range "
+                            "(0..255 for the MNIST models) are refused")
         if needs_input:
-            p.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
-            p.add_argument("--preprocessed", action="store_true", help="input file holds model inputs, not raw values")
+            p.add_argument("--target", type=int, help="class to explain, for every sample (default: the predicted "
+                                                      "class of each sample)")
+            p.add_argument("--grey", action="store_true",
+                           help="convert a colour PNG to grey (refused without it for a one-channel model)")
 
-    p = sub.add_parser("info", help="architecture, parameter counts and metadata of a model")
+    p = sub.add_parser("info", help="architecture, parameter counts and metadata of a model", allow_abbrev=False)
     p.add_argument("--model", required=True)
     p.set_defaults(run=cmd_info)
 
-    p = sub.add_parser("explain", help="explain one input with one rule or composite")
+    inputs = ("sample:K (also sample:K,L,... or sample:all), or a .npy/.h5/.png file of raw values, "
+              "one sample or a batch (N, ...)")
+
+    p = sub.add_parser("explain", help="explain an input (or a batch) with one rule or composite", allow_abbrev=False)
     common(p, True)
-    p.add_argument("--input", required=True, help="sample:K, or a .npy/.h5/.png file of raw values")
-    p.add_argument("--rule", required=True, help="e.g. epsilon:epsilon=0.25, epsilon_gamma_box, zbox+alpha_beta")
+    p.add_argument("--input", required=True, help=inputs)
+    rule_help = (f"NAME[:key=value,...] or FIRST+REST; rules: {', '.join(catalog.RULES)}; "
+                 f"composites: {', '.join(catalog.COMPOSITES)}; e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
+    p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
     p.set_defaults(run=cmd_explain)
 
-    p = sub.add_parser("compare-rules", help="one figure: the input and a heatmap for every rule of the seed")
+    p = sub.add_parser("compare-rules", help="a figure per sample: the input and a heatmap for every rule of the seed",
+                       allow_abbrev=False)
     common(p, True)
-    p.add_argument("--input", default="sample:0", help="sample:K (default sample:0) or a file")
+    p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=cmd_compare_rules)
 
-    p = sub.add_parser("check", help="run every rule over the shipped samples and report the ledger")
+    p = sub.add_parser("check", help="run every rule over the shipped samples and report the ledger",
+                       allow_abbrev=False)
     common(p, False)
     p.set_defaults(run=cmd_check)
 
-    p = sub.add_parser("vectors", help="write the golden conformance vectors (HDF5) to a folder")
+    p = sub.add_parser("vectors", help="write the golden conformance vectors (HDF5) to a folder", allow_abbrev=False)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=cmd_vectors)
 
-    p = sub.add_parser("compare", help="compare another implementation's relevances with the oracle's")
+    p = sub.add_parser("compare", help="compare another implementation's relevances with the oracle's",
+                       allow_abbrev=False)
     common(p, True)
-    p.add_argument("--input", required=True, help="sample:K, or a .npy/.h5/.png file of raw values")
-    p.add_argument("--rule", required=True, help="the rule or composite the candidate implements")
+    p.add_argument("--input", required=True, help=inputs)
+    p.add_argument("--rule", required=True, help=f"the rule or composite the candidate implements: {rule_help}")
     p.add_argument("--candidate", required=True,
-                   help=".npy of the input relevance, or .h5 with 'relevance' or 'relevance/000'...")
+                   help=".npy of the input relevance (N, ...), or .h5 with 'relevance' or 'relevance/000'...")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision the candidate computed in (picks the tolerance)")
     p.set_defaults(run=cmd_compare)
+
+    options = {s for action in parser._actions for s in action.option_strings}
+    for p in sub.choices.values():
+        options |= {s for action in p._actions for s in action.option_strings}
+    _Parser.known_options = frozenset(options)
     return parser
 
 
+class _PipeSafe:
+    """stdout that goes quiet instead of failing when its reader has gone (``lrp-ref ... | head``).
+
+    The command then still writes its files.  The file descriptor is pointed at
+    the null device so that the interpreter's last flush succeeds too.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.gone = stream, False
+
+    def _drop(self) -> None:
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - a stream without a descriptor
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self.stream.write(text))
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (0 ok, 1 a check failed, 2 an error)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argument error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    stdout, sys.stdout = sys.stdout, _PipeSafe(sys.stdout)
     try:
         return int(args.run(args))
     except (CliError, LrpRefError, OSError) as exc:
-        print(f"lrp-ref: error: {exc}", file=sys.stderr)
+        print(f"lrp-ref: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lrp-ref: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("LRP_REF_TRACEBACK"):
+            raise
+        print(f"lrp-ref: internal error (a bug in lrp_ref; please report it): {type(exc).__name__}: "
+              f"{_one_line(exc)} (set LRP_REF_TRACEBACK=1 to see where)", file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":  # pragma: no cover
