@@ -207,7 +207,7 @@ def innvestigate_preset(letter: str, epsilon: float = 0.1, flat: bool = False) -
 
 
 def innvestigate_deep_taylor(low: Any = None, high: Any = None) -> LayerTypeComposite:
-    """iNNvestigate's ``deep_taylor`` analyzer (``deep_taylor.bounded`` with ``low`` and ``high``), as it really assigns rules.
+    """iNNvestigate's ``deep_taylor`` analyzer (``deep_taylor.bounded`` given ``low``, ``high``), as it assigns rules.
 
     * every Dense and Conv2d layer: ``ZPlus(bias="none")`` (its
       ``Alpha1Beta0IgnoreBiasRule``), the output layer included: iNNvestigate's
