@@ -13,6 +13,9 @@ and ``high`` from the specification or, if absent, from the bounds passed in
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +23,7 @@ from . import composites as C
 from . import rules as R
 from .errors import RuleParameterError
 
-__all__ = ["COMPOSITES", "INPUT_ONLY", "RULES", "SEED_COMPARISON", "from_spec"]
+__all__ = ["COMPOSITES", "INPUT_ONLY", "RULES", "SEED_COMPARISON", "check_spec", "from_spec", "parameters"]
 
 RULES: dict[str, Callable[..., R.Rule]] = {
     "lrp0": R.LRP0,
@@ -59,6 +62,91 @@ SEED_COMPARISON: tuple[tuple[str, str], ...] = (
     ("depth-based composite", "depth_based"),
     ("\u03b1\u03b2 + w\u00b2 input", "wsquare+alpha_beta:alpha=2,beta=1"),
 )
+
+
+_INTEGER_PARAMETERS = {"n_upper", "n_lower"}
+
+
+def parameters(factory: Callable[..., Any]) -> list[str]:
+    """The numeric parameters a rule class or composite function takes (what ``key=value`` can set).
+
+    String conventions (``form``, ``variant``, ``bias``, ...) are left out: a
+    specification sets numbers, and the profile sets conventions.
+    """
+    if dataclasses.is_dataclass(factory):
+        typed = [(f.name, str(f.type)) for f in dataclasses.fields(factory) if f.init]
+    else:
+        typed = [(p.name, str(p.annotation)) for p in inspect.signature(factory).parameters.values()]
+    return [name for name, annotation in typed if "str" not in annotation and not name.startswith("_")]
+
+
+def _nearest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known() -> str:
+    return (f"rules: {', '.join(RULES)}; composites: {', '.join(COMPOSITES)}; "
+            "FIRST+REST puts rule FIRST on the first linear layer and REST on the others, e.g. zbox+epsilon")
+
+
+def _check_part(part: str, position: str) -> None:
+    """Check ``NAME[:key=value,...]``.  ``position`` is 'alone', 'first' or 'rest'."""
+    name, _, params = part.strip().partition(":")
+    name = name.strip().lower()
+    table: dict[str, Callable[..., Any]] = {**RULES, **COMPOSITES}
+    if name not in table:
+        what = f"unknown rule or composite {name!r}" if name else "a rule name is missing"
+        raise RuleParameterError(f"{what}{_nearest(name, list(table))}; {_known()}")
+    allowed = parameters(table[name])
+    seen: set[str] = set()
+    for item in (p.strip() for p in params.split(",")):
+        if not item:
+            continue
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not key:
+            raise RuleParameterError(f"expected key=value after '{name}:', got {item!r}; "
+                                     f"{name}'s parameters: {', '.join(allowed) or 'none'}")
+        if key not in allowed:
+            listing = f"its parameters: {', '.join(allowed)}" if allowed else "it takes no parameters"
+            raise RuleParameterError(f"{'rule' if name in RULES else 'composite'} {name!r} has no parameter "
+                                     f"{key!r}{_nearest(key, allowed)}; {listing}")
+        if key in seen:
+            raise RuleParameterError(f"parameter {key!r} of {name!r} is given twice")
+        seen.add(key)
+        try:
+            number = float(value)
+        except ValueError:
+            hint = " (write 1e3, not 1e+3: '+' separates FIRST+REST)" if value.lower().endswith("e") else ""
+            raise RuleParameterError(f"{key}={value!r} is not a number{hint}") from None
+        if key in _INTEGER_PARAMETERS and not number.is_integer():
+            raise RuleParameterError(f"{key}={value!r} must be a whole number (a count of layers)")
+    if name in COMPOSITES and position != "alone":
+        raise RuleParameterError(f"{name!r} is a composite; both sides of FIRST+REST must be single rules "
+                                 f"({', '.join(RULES)})")
+    if name in INPUT_ONLY and position != "first":
+        raise RuleParameterError(
+            f"{name} (zB) is an input-layer rule: it needs the layer's inputs to lie in low..high, which holds "
+            f"for the model input, not for hidden layers; put it first, as in {name}+epsilon or {name}+gamma, "
+            "or use a composite with zB (epsilon_gamma_box, depth_based)")
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a malformed specification with a :class:`RuleParameterError` naming the rule, parameter and choices.
+
+    Unknown names and parameters (the known ones listed, the nearest one
+    suggested), parameters given twice, non-numbers, non-integers where a
+    count is needed (``depth_based:n_upper=1.5`` is refused, not truncated),
+    composites beside '+', and ``zbox`` anywhere but the input layer.
+    """
+    parts = spec.split("+")
+    if len(parts) > 2:
+        raise RuleParameterError(f"at most one '+' (FIRST+REST); found {len(parts) - 1}")
+    if len(parts) == 2:
+        _check_part(parts[0], "first")
+        _check_part(parts[1], "rest")
+    else:
+        _check_part(spec, "alone")
 
 
 def _parse_value(key: str, text: str, spec: str) -> float:
@@ -101,7 +189,8 @@ def _build(spec: str, bounds: tuple[Any, Any] | None) -> R.Rule | C.Composite:
 
 
 def from_spec(spec: str, bounds: tuple[Any, Any] | None = None) -> R.Rule | C.Composite:
-    """The rule or composite named by ``spec`` (see the module docstring)."""
+    """The rule or composite named by ``spec`` (see the module docstring); checked first by :func:`check_spec`."""
+    check_spec(spec)
     if "+" in spec:
         first_spec, _, rest_spec = spec.partition("+")
         first, rest = _build(first_spec, bounds), _build(rest_spec, bounds)

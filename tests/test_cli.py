@@ -120,12 +120,19 @@ def test_catalog_specs(spec, kind):
 
 def test_catalog_spec_errors():
     with pytest.raises(lrp_ref.RuleParameterError, match="needs input bounds"):
-        catalog.from_spec("zbox")
+        catalog.from_spec("zbox+epsilon")
+    with pytest.raises(lrp_ref.RuleParameterError, match=r"zbox \(zB\) is an input-layer rule.*zbox\+epsilon"):
+        catalog.from_spec("zbox", bounds=(0.0, 1.0))
+    with pytest.raises(lrp_ref.RuleParameterError,
+                       match=r"rule 'gamma' has no parameter 'gama' \(did you mean 'gamma'\?\); its parameters: gamma"):
+        catalog.from_spec("gamma:gama=0.5")
+    with pytest.raises(lrp_ref.RuleParameterError, match="n_upper='1.5' must be a whole number"):
+        catalog.from_spec("depth_based:n_upper=1.5")
     with pytest.raises(lrp_ref.RuleParameterError, match="is not a number"):
         catalog.from_spec("epsilon:epsilon=big")
     with pytest.raises(lrp_ref.RuleParameterError, match="expected key=value"):
         catalog.from_spec("epsilon:0.25")
-    with pytest.raises(lrp_ref.RuleParameterError, match="bad parameters for 'lrp0'"):
+    with pytest.raises(lrp_ref.RuleParameterError, match="rule 'lrp0' has no parameter 'epsilon'"):
         catalog.from_spec("lrp0:epsilon=1")
     with pytest.raises(lrp_ref.RuleParameterError, match="must be single rules"):
         catalog.from_spec("flat+epsilon_plus")
