@@ -126,7 +126,7 @@ def test_catalog_spec_errors():
     with pytest.raises(lrp_ref.RuleParameterError,
                        match=r"rule 'gamma' has no parameter 'gama' \(did you mean 'gamma'\?\); its parameters: gamma"):
         catalog.from_spec("gamma:gama=0.5")
-    with pytest.raises(lrp_ref.RuleParameterError, match="n_upper='1.5' must be a whole number"):
+    with pytest.raises(lrp_ref.RuleParameterError, match=r"n_upper='1\.5' must be a whole number"):
         catalog.from_spec("depth_based:n_upper=1.5")
     with pytest.raises(lrp_ref.RuleParameterError, match="is not a number"):
         catalog.from_spec("epsilon:epsilon=big")
