@@ -36,16 +36,13 @@ from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
 from .rules import (
     DEFAULTS,
     LRP0,
-    AlphaBeta,
     AverageInstead,
     Epsilon,
     Flat,
     Pass,
     Rule,
-    WindowSumEpsilon,
     WinnerTakesAll,
     WSquare,
-    ZPlus,
 )
 
 __all__ = ["PROFILES", "Profile", "get_profile", "table"]
@@ -82,11 +79,11 @@ class Profile:
         is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
         ``Norm``; Captum applies its epsilon rule to every layer without weights).
     window_sum_epsilon : float or None
-        LRP-0 and epsilon on average (sum) pooling are stabilised on the plain
-        window sum, :class:`~lrp_ref.rules.WindowSumEpsilon`; this value is
-        LRP-0's stabiliser there (lrp_toolbox's ``SumPool``: 1e-12).  The
-        stabilisers of alpha-beta and z+ there apply to the plain window sum
-        too (times the uniform window weight on ``z``).  None: off.
+        On pooling with uniform window weight ``w`` (average pooling ``1/n``,
+        lrp_toolbox's ``SumPool`` ``1/sqrt(n)``) every stabiliser is measured on
+        the plain window sum ``z / w``, so on ``z`` it is ``w`` times the rule's
+        (``Epsilon(eps)`` acts as ``Epsilon(w * eps)``); this value is LRP-0's
+        stabiliser there (lrp_toolbox's ``SumPool``: 1e-12).  None: off.
     start : "value" or "one"
         Default start relevance: the target output's value (logit x one-hot),
         or 1 (one-hot).  Every rule is linear in the start relevance, so the
@@ -128,12 +125,22 @@ class Profile:
         if isinstance(layer, AvgPool2d):
             if self.avgpool_epsilon and not isinstance(rule, Epsilon):
                 rule = Epsilon(self.choice("stabilizer"))
-            if self.window_sum_epsilon is not None and type(rule) in (LRP0, Epsilon):
-                eps = rule.resolved(self.defaults).epsilon if isinstance(rule, Epsilon) else self.window_sum_epsilon
-                rule = WindowSumEpsilon(eps)
-            if self.window_sum_epsilon is not None and isinstance(rule, (AlphaBeta, ZPlus)):
-                return _stabilised_on_window_sum(rule.resolved(self.defaults), layer)
+            if self.window_sum_epsilon is not None:
+                return self._on_window_sum(rule.resolved(self.defaults), layer)
         return rule.resolved(self.defaults)
+
+    def _on_window_sum(self, rule: Rule, layer: AvgPool2d) -> Rule:
+        """``rule`` with its stabilisers measured on the plain window sum ``z / w`` (see ``window_sum_epsilon``)."""
+        w = layer.weight
+        if not np.all(w == w.flat[0]):
+            return rule
+        if isinstance(rule, LRP0):
+            rule = dataclasses.replace(rule, stabilizer=self.window_sum_epsilon)
+        # eps on the window sum is w * eps on z = w * sum; an epsilon relative to RMS(z) needs no scaling
+        scaled = ["stabilizer", "negative_stabilizer"] + ([] if getattr(rule, "scale", None) == "rms" else ["epsilon"])
+        changes = {name: getattr(rule, name) * float(w.flat[0]) for name in scaled
+                   if getattr(rule, name, None) is not None}
+        return dataclasses.replace(rule, **changes)  # type: ignore[type-var]
 
     def start_relevance(self, output: Array, target: Array) -> Array:
         """The start relevance for ``target``: one-hot times the output value, or one-hot."""
@@ -150,18 +157,6 @@ class Profile:
         table = {**DEFAULTS, **self.defaults}
         keys = (key, key.split(".", 1)[1]) if "." in key else (key,)
         return next((table[k] for k in keys if k in table), None)
-
-
-def _stabilised_on_window_sum(rule: AlphaBeta | ZPlus, layer: AvgPool2d) -> Rule:
-    """``rule`` with its stabilisers scaled by the window weight ``w``: on ``z = w * sum``, ``eps`` on the plain sum."""
-    w = layer.weight
-    if not np.all(w == w.flat[0]):
-        return rule
-    scale = float(w.flat[0])
-    changes: dict[str, Any] = {"stabilizer": float(rule.stabilizer) * scale}  # type: ignore[arg-type]
-    if isinstance(rule, AlphaBeta) and rule.negative_stabilizer is not None:
-        changes["negative_stabilizer"] = rule.negative_stabilizer * scale
-    return dataclasses.replace(rule, **changes)
 
 
 PROFILES: dict[str, Profile] = {
@@ -257,7 +252,7 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
     ("average pooling", lambda p: "an Epsilon given is kept, any other rule becomes Epsilon(stabiliser)"
      if p.avgpool_epsilon
      else f"{p.avgpool!r} whatever single rule is given" if p.avgpool is not None
-     else f"LRP-0 and epsilon on the window sum, WindowSumEpsilon (LRP-0: {p.window_sum_epsilon:g})"
+     else f"the rule given, stabilisers on the plain window sum (LRP-0: {p.window_sum_epsilon:g})"
      if p.window_sum_epsilon is not None
      else "the rule given (a linear layer)"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),

@@ -44,7 +44,6 @@ __all__ = [
     "Propagation",
     "Rule",
     "WSquare",
-    "WindowSumEpsilon",
     "WinnerTakesAll",
     "ZBox",
     "ZPlus",
@@ -626,44 +625,6 @@ class AverageInstead(Rule):
 
     def __repr__(self) -> str:
         return f"AverageInstead({self.rule!r})"
-
-
-@dataclass(frozen=True, repr=False)
-class WindowSumEpsilon(Rule):
-    r"""Epsilon rule for sum or average pooling, stabilised on the plain window sum.
-
-    .. math:: R_j = \sum_k \frac{a_j}{\sum_{j' \in k} a_{j'} + \epsilon\,\mathrm{sign}(\cdot)} R_k
-
-    For a pooling layer with uniform window weight ``w`` (``1/n`` for average
-    pooling, ``1/sqrt(n)`` for lrp_toolbox's ``SumPool``), this is the epsilon
-    rule with ``epsilon`` added to ``z_k / w``, the unweighted sum of the
-    window, instead of to ``z_k``: equal to ``Epsilon(w * epsilon)``.
-    lrp_toolbox stabilises its sum pooling this way (``1e-12`` for its
-    "simple" rule, the given epsilon for its epsilon rule).
-    Bias: none.  The stabiliser's share is absorbed; a zero window sum (with
-    ``epsilon = 0``) absorbs its relevance.  Only for pooling layers with
-    uniform window weights.
-    Reference: Bach et al. 2015, eq. (58), applied to the window sum.
-
-    Parameters
-    ----------
-    epsilon : float >= 0, default 1e-6 (lrp_ref profile)
-    form : "sign", "add" or "zeros"
-    """
-
-    epsilon: float | None = None
-    form: str | None = None
-    layer_types = (AvgPool2d,)
-    _shown: ClassVar[tuple[str, ...]] = ("epsilon",)
-
-    def _relevance(self, layer: AvgPool2d, a: Array, R: Array, z: Array | None) -> Propagation:
-        w = layer.weight
-        if not np.all(w == w.flat[0]):
-            raise RuleParameterError(f"WindowSumEpsilon needs uniform window weights; {layer.describe()} has others")
-        # z'_k = sum_{j in k} a_j: the layer with every window weight 1
-        window_sum = layer.with_weight(np.ones_like(w))
-        return propagate([(window_sum, a)], np.zeros_like(layer.bias_term()), R, float(self.epsilon),  # type: ignore[arg-type]
-                         self.form)  # type: ignore[arg-type]
 
 
 def default_rule(layer: Layer, given: Rule | None = None) -> Rule | None:
