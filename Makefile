@@ -7,6 +7,7 @@
 #   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
 #   make crosscheck compare with zennit and Captum live (installs PyTorch CPU, zennit, Captum)
 #   make bench      time lrp_ref against zennit and Captum (bench/results.md)
+#   make tutorial-peer  record the Montavon et al. tutorial's loops into tests/golden/tutorial
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -27,7 +28,7 @@ GOLDEN       ?= tests/golden
 
 BENCH_ARGS   ?=
 
-.PHONY: demo test lint typecheck check weights crosscheck peers bench clean
+.PHONY: demo test lint typecheck check weights crosscheck peers tutorial-peer bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +79,11 @@ crosscheck: $(XCHECK_STAMP)
 peers: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/lrp-ref vectors --out $(GOLDEN)
 	$(XCHECK_VENV)/bin/python scripts/record_peers.py $(GOLDEN)
+
+## tutorial-peer: run the tutorial's MLP and VGG loops (tests/crosscheck/tutorial_loops.py) and record them
+## into tests/golden/tutorial, which make test checks lrp_ref against without torch
+tutorial-peer: $(XCHECK_STAMP)
+	$(XCHECK_VENV)/bin/python scripts/record_tutorial.py $(GOLDEN)/tutorial
 
 ## bench: time lrp_ref against zennit and Captum (VGG-16 shape and the MNIST CNN); writes bench/results.md
 ## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.
