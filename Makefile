@@ -9,6 +9,8 @@
 #                   and, in a second environment, TensorFlow CPU 2.14.1 and iNNvestigate 2.1.2: about 1.5 GB)
 #   make bench      time lrp_ref against zennit and Captum (bench/results.md)
 #   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
+#   make tutorial-peer  record the Montavon et al. tutorial's loops into tests/golden/tutorial
+#   make innvestigate-peer  record iNNvestigate's analyzers into tests/golden/innvestigate
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -35,7 +37,7 @@ BENCH_ARGS   ?=
 TOOLBOX      ?=
 TOOLBOX_ARGS ?=
 
-.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer bench clean
+.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +102,16 @@ peers: $(XCHECK_STAMP)
 toolbox-peer: $(call stamp,test)
 	@test -n "$(TOOLBOX)" || { echo "usage: make toolbox-peer TOOLBOX=/path/to/lrp_toolbox [TOOLBOX_ARGS=--check]"; exit 2; }
 	$(BIN)/python scripts/record_toolbox.py "$(TOOLBOX)" $(TOOLBOX_ARGS)
+
+## tutorial-peer: run the tutorial's MLP and VGG loops (tests/crosscheck/tutorial_loops.py) and record them
+## into tests/golden/tutorial, which make test checks lrp_ref against without torch
+tutorial-peer: $(XCHECK_STAMP)
+	$(XCHECK_VENV)/bin/python scripts/record_tutorial.py $(GOLDEN)/tutorial
+
+## innvestigate-peer: run every iNNvestigate LRP analyzer (in its environment) and record it into
+## tests/golden/innvestigate, which make test checks lrp_ref against without TensorFlow
+innvestigate-peer: $(INNV_STAMP)
+	$(INNV_VENV)/bin/python scripts/record_innvestigate.py $(GOLDEN)/innvestigate
 
 ## bench: time lrp_ref against zennit and Captum (VGG-16 shape and the MNIST CNN); writes bench/results.md
 ## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.

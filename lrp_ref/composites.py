@@ -24,15 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import RuleAssignmentError
-from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer
-from .rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
+from .errors import RuleAssignmentError, RuleParameterError
+from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
+from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
 from .sequential import Sequential
 
 __all__ = [
     "Composite",
     "DepthComposite",
     "LayerTypeComposite",
+    "TutorialComposite",
     "depth_based",
     "describe_rules",
     "epsilon_alpha2_beta1",
@@ -43,6 +44,7 @@ __all__ = [
     "innvestigate_deep_taylor",
     "innvestigate_preset",
     "resolve_rules",
+    "tutorial_vgg",
 ]
 
 
@@ -319,3 +321,90 @@ def resolve_rules(
     raise RuleAssignmentError(
         f"rules must be a Rule, a Composite or a list of rules (one per layer); got {type(rules).__name__}"
     )
+
+
+# ----------------------------------------------------------------------------- the Montavon et al. tutorial
+
+
+@dataclass(frozen=True)
+class TutorialComposite(Composite):
+    """Rules by layer index, as the Montavon et al. tutorial assigns them (see :func:`tutorial_vgg`)."""
+
+    name: str
+    input_rule: Rule
+    gamma_until: int
+    epsilon_until: int
+    gamma: float
+    epsilon: float
+
+    def assign(self, model: Sequential) -> list[Rule | None]:
+        first = next((i for i, layer in enumerate(model) if isinstance(layer, (Dense, Conv2d))), None)
+        if first is None:
+            raise RuleAssignmentError(f"{self.name} needs a Dense or Conv2d layer for the zB input rule")
+        rules: list[Rule | None] = []
+        for i, layer in enumerate(model):
+            # the tutorial's rho (gamma) changes weights only: pooling in the gamma range takes LRP-0
+            middle = self.gamma_until < i <= self.epsilon_until
+            pooled: Rule = Epsilon(self.epsilon, scale="rms") if middle else LRP0()
+            rule: Rule | None = None
+            if i == first:
+                rule = self.input_rule
+            elif isinstance(layer, (Dense, Conv2d)):
+                rule = Gamma(self.gamma) if i <= self.gamma_until else pooled
+            elif isinstance(layer, MaxPool2d):
+                rule = AverageInstead(pooled)
+            elif isinstance(layer, AvgPool2d):
+                rule = pooled
+            rules.append(rule)
+        return rules
+
+
+def tutorial_vgg(
+    low: Any, high: Any, *, gamma_until: int = 16, epsilon_until: int = 30, gamma: float = 0.25, epsilon: float = 0.25
+) -> TutorialComposite:
+    """The layer assignment of the Montavon et al. LRP tutorial's VGG-16 loop, by layer index ``l``.
+
+    ==========================================  ===========================  ==================================
+    layers                                      Dense, Conv2d                max pooling (average pooling)
+    ==========================================  ===========================  ==================================
+    the first Dense or Conv2d layer             ``ZBox(low, high)``
+    ``l <= gamma_until``                        ``Gamma(gamma)``             ``AverageInstead(LRP0())``
+    ``gamma_until < l <= epsilon_until``        ``Epsilon(epsilon, "rms")``  ``AverageInstead(Epsilon(...))``
+    ``l > epsilon_until``                       ``LRP0()``                   ``AverageInstead(LRP0())``
+    ==========================================  ===========================  ==================================
+
+    ``Epsilon(epsilon, scale="rms")`` adds ``epsilon * sqrt(mean(z**2))`` over
+    the whole batch tensor (the tutorial's ``0.25 * std``); gamma modifies
+    weights and bias, ``p + gamma p+``.  The tutorial turns every max pool
+    into an average pool, which has no weights, so only its range's stabiliser
+    (``incr``) applies to it: LRP-0 in the gamma range.  Average pooling takes
+    the rule inside the brackets.  ReLU and Flatten pass.
+
+    Use with ``profile="tutorial"``, which adds the tutorial's ``1e-9`` to
+    every denominator, without a sign.  The epsilon layers make the relevance
+    of a sample depend on the rest of its batch, as in the tutorial.
+
+    Parameters
+    ----------
+    low, high : float or array broadcastable to the input (N, ...)
+        zB bounds: the normalised images of the pixel values 0 and 1.
+    gamma_until, epsilon_until : int >= 0, default 16 and 30
+        Last layer index of the gamma and of the epsilon range.  16 and 30 are
+        VGG-16's third and fifth max pool in ``features``, whose indices an
+        lrp_ref VGG-16 keeps.  The tutorial's MLP (``Dense, ReLU`` three times)
+        is ``tutorial_vgg(-1, 1, gamma_until=2, epsilon_until=4, gamma=0.1, epsilon=0.1)``.
+    gamma, epsilon : float >= 0, default 0.25
+
+    Reference: Montavon et al. 2019, "Layer-Wise Relevance Propagation: An
+    Overview", Sec. 10.2-10.3, and its tutorial (heatmapping.org).
+    """
+    for key, value in (("gamma_until", gamma_until), ("epsilon_until", epsilon_until)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise RuleParameterError(f"tutorial_vgg: {key} must be an int >= 0 (a layer index); got {value!r}")
+    if gamma_until > epsilon_until:
+        raise RuleParameterError(
+            f"tutorial_vgg: gamma_until={gamma_until} must not exceed epsilon_until={epsilon_until}"
+        )
+    Gamma(gamma)  # refuse bad values now, not at explain time
+    Epsilon(epsilon)
+    return TutorialComposite("tutorial_vgg", ZBox(low, high), gamma_until, epsilon_until, float(gamma), float(epsilon))
