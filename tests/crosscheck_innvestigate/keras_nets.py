@@ -71,6 +71,19 @@ def random_input(shape: tuple[int, ...], kind: str, n: int, seed: int) -> Array:
     raise ValueError(f"unknown input kind {kind!r}")
 
 
+INPUTS = ("pos", "mixed", "ties")
+
+
+def explained_inputs(kind: str, shape: tuple[int, ...], input_kind: str, model: Sequential) -> Array:
+    """The inputs the cross-check explains on net ``kind``: 4 drawn, those whose predicted output is positive.
+
+    iNNvestigate's deep Taylor explains ``max(f(x), 0)``; where the predicted output is
+    positive that is f(x), what lrp_ref explains.
+    """
+    x = random_input(shape, input_kind, n=4, seed=len(kind) * 31 + INPUTS.index(input_kind))
+    return x[model.forward(x).max(axis=1) > 0]
+
+
 def to_nhwc(x: Array) -> Array:
     return np.moveaxis(x, 1, -1) if x.ndim == 4 else x
 

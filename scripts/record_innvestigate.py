@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Record iNNvestigate's input relevance for every LRP analyzer into tests/golden/innvestigate/.
+
+    scripts/record_innvestigate.py [DIR]           # default tests/golden/innvestigate
+    scripts/record_innvestigate.py [DIR] --check   # compare with what is recorded, write nothing
+
+Needs the iNNvestigate environment (scripts/setup_innvestigate.sh: TensorFlow CPU 2.14.1,
+numpy < 2, iNNvestigate 2.1.2): ``make innvestigate-peer``.  For the networks and inputs of the
+live cross-check (tests/crosscheck_innvestigate), every analyzer of analyzers.ANALYZERS runs
+on the network's Keras twin; the script refuses to record a result unless lrp_ref's "innvestigate"
+profile reproduces it to 1e-10 of max|R|.  One file per network::
+
+    /                    attributes: format = "lrp_ref-peer", library = "innvestigate",
+                         innvestigate_version, tensorflow_version, profile = "innvestigate", net
+    /model               the network in lrp_ref's layout (lrp_ref.io.write_model)
+    /inputs/<kind>       (N, ...) NCHW input
+    /cases/<kind>/<key>  (N, ...) iNNvestigate's input relevance, NCHW; attributes analyzer
+                         (the create_analyzer name) and kwargs (JSON)
+
+``make test`` (tests/test_innvestigate_golden.py) checks the profile against these files
+without TensorFlow.  Re-running writes the same numbers (the file is rewritten whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "crosscheck_innvestigate"))
+
+import warnings  # noqa: E402
+
+warnings.simplefilter("ignore")  # TensorFlow 2.14's own deprecation warnings on import
+
+try:
+    import innvestigate
+    import tensorflow as tf
+except ImportError:  # pragma: no cover - depends on the environment
+    sys.exit("record_innvestigate.py needs TensorFlow and iNNvestigate: run scripts/setup_innvestigate.sh "
+             "and use .venv-innvestigate/bin/python")
+
+tf.compat.v1.disable_eager_execution()
+tf.keras.backend.set_floatx("float64")
+
+import h5py  # noqa: E402
+import keras_nets  # noqa: E402
+import numpy as np  # noqa: E402
+from analyzers import ANALYZERS, lrp_ref_rules  # noqa: E402
+
+import lrp_ref  # noqa: E402
+from lrp_ref.io import write_model  # noqa: E402
+from lrp_ref.testing import relevance_error  # noqa: E402
+
+RTOL = 1e-10
+
+
+def run(net: str) -> tuple[lrp_ref.Sequential, dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], float]:
+    model, shape = keras_nets.random_net(net, seed=sum(map(ord, net)))
+    keras_model = keras_nets.to_keras(model, shape)
+    inputs = {kind: keras_nets.explained_inputs(net, shape, kind, model) for kind in keras_nets.INPUTS}
+    cases: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in inputs}
+    worst = 0.0
+    for key, (name, kwargs, _) in ANALYZERS.items():
+        analyzer = innvestigate.create_analyzer(name, keras_model, **kwargs)
+        for kind, x in inputs.items():
+            theirs = keras_nets.to_nchw(analyzer.analyze(keras_nets.to_nhwc(x)))
+            ours = lrp_ref.explain(model, x, lrp_ref_rules(key, model), profile="innvestigate").relevance
+            err = relevance_error(theirs, ours)[1]
+            worst = max(worst, err)
+            if err > RTOL:
+                raise SystemExit(f"{net}/{kind}/{key}: lrp_ref differs from iNNvestigate by {err:.3g} of max|R|; "
+                                 "nothing recorded")
+            cases[kind][key] = theirs
+        print(f"  {net:12s} {key:22s} worst so far {worst:.2e}", flush=True)
+    return model, inputs, cases, worst
+
+
+def write(path: Path, net: str, model: lrp_ref.Sequential, inputs: dict[str, np.ndarray],
+          cases: dict[str, dict[str, np.ndarray]]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".h5")
+    os.close(fd)
+    with h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs.update({"format": "lrp_ref-peer", "library": "innvestigate", "net": net, "profile": "innvestigate",
+                        "innvestigate_version": version("innvestigate"), "tensorflow_version": tf.__version__})
+        write_model(f.create_group("model"), model)
+        for kind, x in inputs.items():
+            f.create_dataset(f"inputs/{kind}", data=x, track_times=False)
+            for key, r in cases[kind].items():
+                d = f.create_dataset(f"cases/{kind}/{key}", data=r, track_times=False)
+                d.attrs["analyzer"] = ANALYZERS[key][0]
+                d.attrs["kwargs"] = json.dumps(ANALYZERS[key][1])
+    os.replace(tmp, path)
+
+
+def check(path: Path, inputs: dict[str, np.ndarray], cases: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    problems = []
+    with h5py.File(path, "r") as f:
+        for kind, by_key in cases.items():
+            if not np.array_equal(f[f"inputs/{kind}"][()], inputs[kind]):
+                problems.append(f"{path.name}: /inputs/{kind} differs")
+            for key, r in by_key.items():
+                err = relevance_error(f[f"cases/{kind}/{key}"][()], r)[1]
+                if err > 1e-12:
+                    problems.append(f"{path.name}: /cases/{kind}/{key} differs by {err:.3g} of max|R|")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("dir", nargs="?", default=str(ROOT / "tests" / "golden" / "innvestigate"))
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    for net in keras_nets.NETS:
+        model, inputs, cases, worst = run(net)
+        path = out / f"{net}.h5"
+        print(f"{net}: {sum(map(len, cases.values()))} cases, worst {worst:.2e} of max|R|")
+        if args.check:
+            problems += check(path, inputs, cases)
+        else:
+            write(path, net, model, inputs, cases)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
