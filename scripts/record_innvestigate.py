@@ -96,6 +96,7 @@ def write(path: Path, net: str, model: lrp_ref.Sequential, inputs: dict[str, np.
                 d = f.create_dataset(f"cases/{kind}/{key}", data=r, track_times=False)
                 d.attrs["analyzer"] = ANALYZERS[key][0]
                 d.attrs["kwargs"] = json.dumps(ANALYZERS[key][1])
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
