@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import check_int
 from .errors import RuleAssignmentError
 from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer
 from .rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
@@ -107,6 +108,12 @@ class DepthComposite(Composite):
     n_upper: int
     n_lower: int | None
 
+    def __post_init__(self) -> None:
+        # counts of layers: ints, not bools or floats (1.5 layers, True layers), checked at construction
+        object.__setattr__(self, "n_upper", _count(self.n_upper, "n_upper"))
+        if self.n_lower is not None:
+            object.__setattr__(self, "n_lower", _count(self.n_lower, "n_lower"))
+
     def assign(self, model: Sequential) -> list[Rule | None]:
         positions = [i for i, layer in enumerate(model) if isinstance(layer, LinearLayer)]
         n = len(positions)
@@ -180,6 +187,10 @@ def epsilon_gamma_box(
     )
 
 
+def _count(value: Any, name: str) -> int:
+    return check_int(value, f"depth_based: {name} (a number of layers)", 0, error=RuleAssignmentError)
+
+
 def depth_based(
     low: Any = None,
     high: Any = None,
@@ -200,7 +211,17 @@ def depth_based(
 
     ``n_lower`` defaults to half (rounded up) of the layers between the input
     layer and the upper block.
+
+    Raises
+    ------
+    RuleAssignmentError
+        If ``n_upper`` or ``n_lower`` is not a non-negative int, or only one
+        of ``low`` and ``high`` is given.
+    RuleParameterError
+        If a rule parameter (``epsilon``, ``gamma``, ``stabilizer``, the bounds) is invalid.
     """
+    n_upper = _count(n_upper, "n_upper")
+    n_lower = None if n_lower is None else _count(n_lower, "n_lower")
     if (low is None) != (high is None):
         raise RuleAssignmentError("depth_based: give both low and high (zB input rule) or neither (w-square)")
     input_rule: Rule = WSquare(stabilizer) if low is None else ZBox(low, high, stabilizer)
