@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from ._checks import as_float_array, real_array, require_finite
 from .composites import Composite, resolve_rules
-from .errors import ArgumentError, LrpRefError, NonFiniteError, ShapeError, TargetError
+from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
 from .ledger import LayerBalance, Ledger
 from .profiles import PROFILES, Profile, get_profile
 from .rules import Rule
@@ -67,6 +67,10 @@ def _as_batch(x: Any, model: Sequential) -> Array:
         raise ShapeError(f"x must be a batch of shape (N, ...) with a sample axis first; got shape {x.shape}")
     if x.shape[0] == 0:
         raise ShapeError("x is an empty batch (N = 0)")
+    try:
+        model.shapes(x.shape[1:])
+    except ShapeError as exc:
+        raise ShapeError(f"x of shape {x.shape} does not fit the model: {exc}") from None
     require_finite(x, "input x")
     if x.dtype == model.dtype:
         return x
@@ -143,6 +147,11 @@ def explain(
         raise ArgumentError(f"profile must be a profile name ({', '.join(PROFILES)}) or a Profile; "
                             f"got {type(profile).__name__}")
     x = _as_batch(x, model)
+    if isinstance(rules, (list, tuple)):
+        for i, entry in enumerate(rules):
+            if entry is not None and not isinstance(entry, Rule):
+                raise RuleAssignmentError(f"rules[{i}] must be a Rule or None (the layer's default); "
+                                          f"got {type(entry).__name__}")
     conventions = get_profile(profile)
     layer_rules = [conventions.resolve(rule, layer)
                    for rule, layer in zip(resolve_rules(rules, model, conventions.default_rule), model)]

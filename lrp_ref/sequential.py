@@ -43,10 +43,11 @@ class Sequential:
                                       f"{type(self.metadata).__name__}")
         layers = tuple(self.layers)
         if not layers:
-            raise LayerParameterError("Sequential needs at least one layer; got none")
+            raise LayerParameterError("Sequential layers: needs at least one layer; got none")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise LayerParameterError(f"layer {i} must be an lrp_ref layer; got {type(layer).__name__}")
+                raise LayerParameterError(f"Sequential layers[{i}] must be an lrp_ref layer; "
+                                          f"got {type(layer).__name__}")
         dtypes = {layer.dtype for layer in layers}
         if len(dtypes) != 1:
             found = ", ".join(f"{i}: {layer.dtype}" for i, layer in enumerate(layers))
