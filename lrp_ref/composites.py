@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import check_int
 from .errors import RuleAssignmentError, RuleParameterError
 from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
 from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
@@ -116,6 +117,12 @@ class DepthComposite(Composite):
     n_upper: int
     n_lower: int | None
 
+    def __post_init__(self) -> None:
+        # counts of layers: ints, not bools or floats (1.5 layers, True layers), checked at construction
+        object.__setattr__(self, "n_upper", _count(self.n_upper, "n_upper"))
+        if self.n_lower is not None:
+            object.__setattr__(self, "n_lower", _count(self.n_lower, "n_lower"))
+
     def assign(self, model: Sequential) -> list[Rule | None]:
         positions = [i for i, layer in enumerate(model) if isinstance(layer, LinearLayer)]
         n = len(positions)
@@ -199,8 +206,10 @@ def innvestigate_preset(letter: str, epsilon: float = 0.1, flat: bool = False) -
     iNNvestigate's alpha-beta keeps the bias (``Alpha1Beta0Rule``, not z+): under
     ``profile="innvestigate"`` the full bias enters both denominators.
     """
-    if letter not in ("A", "B"):
+    if not isinstance(letter, str) or letter not in ("A", "B"):
         raise RuleAssignmentError(f"innvestigate_preset: letter must be 'A' or 'B'; got {letter!r}")
+    if not isinstance(flat, bool):
+        raise RuleAssignmentError(f"innvestigate_preset: flat must be True or False; got {flat!r}")
     conv = AlphaBeta(1.0, 0.0) if letter == "A" else AlphaBeta(2.0, 1.0)
     return LayerTypeComposite(
         f"innvestigate_preset_{letter.lower()}{'_flat' if flat else ''}", conv=conv, dense=Epsilon(epsilon),
@@ -235,6 +244,10 @@ def innvestigate_deep_taylor(low: Any = None, high: Any = None) -> LayerTypeComp
     )
 
 
+def _count(value: Any, name: str) -> int:
+    return check_int(value, f"depth_based: {name} (a number of layers)", 0, error=RuleAssignmentError)
+
+
 def depth_based(
     low: Any = None,
     high: Any = None,
@@ -255,7 +268,17 @@ def depth_based(
 
     ``n_lower`` defaults to half (rounded up) of the layers between the input
     layer and the upper block.
+
+    Raises
+    ------
+    RuleAssignmentError
+        If ``n_upper`` or ``n_lower`` is not a non-negative int, or only one
+        of ``low`` and ``high`` is given.
+    RuleParameterError
+        If a rule parameter (``epsilon``, ``gamma``, ``stabilizer``, the bounds) is invalid.
     """
+    n_upper = _count(n_upper, "n_upper")
+    n_lower = None if n_lower is None else _count(n_lower, "n_lower")
     if (low is None) != (high is None):
         raise RuleAssignmentError("depth_based: give both low and high (zB input rule) or neither (w-square)")
     input_rule: Rule = WSquare(stabilizer) if low is None else ZBox(low, high, stabilizer)

@@ -9,11 +9,13 @@ built-in exception (``ValueError``, ``IndexError``, ...) so that generic
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "ConservationError",
     "LayerParameterError",
     "LrpRefError",
     "ModelFormatError",
     "NonFiniteError",
+    "RelevanceMismatchError",
     "RuleAssignmentError",
     "RuleParameterError",
     "ShapeError",
@@ -55,3 +57,17 @@ class ConservationError(LrpRefError, AssertionError):
 
 class ModelFormatError(LrpRefError, ValueError):
     """A model file is not a valid lrp_ref HDF5 model."""
+
+
+class ArgumentError(LrpRefError, TypeError, ValueError):
+    """An argument has the wrong type or value and no more specific class applies.
+
+    For example a model that is not a ``Sequential``, a profile that is
+    neither a name nor a ``Profile``, a negative tolerance.  It derives from
+    both ``TypeError`` and ``ValueError``, so code written against either
+    keeps working.
+    """
+
+
+class RelevanceMismatchError(LrpRefError, AssertionError):
+    """:func:`lrp_ref.testing.assert_relevance_close` failed: the relevances differ beyond the tolerance."""

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import require_finite
+from ._checks import as_float_array, real_array, require_finite
 from .composites import Composite, resolve_rules
-from .errors import LrpRefError, NonFiniteError, ShapeError, TargetError
+from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
 from .ledger import LayerBalance, Ledger
-from .profiles import Profile, get_profile
+from .profiles import PROFILES, Profile, get_profile
 from .rules import Rule
 from .sequential import Sequential
 
@@ -61,19 +61,20 @@ class Explanation:
 
 
 def _as_batch(x: Any, model: Sequential) -> Array:
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except (TypeError, ValueError) as exc:
-            raise ShapeError(f"x must be a numeric array (N, ...); got {type(x).__name__}") from exc
-    if x.dtype.kind not in "biuf":
-        raise ShapeError(f"x must hold real numbers; got dtype {x.dtype}")
+    # real numbers only: a complex x would lose its imaginary part, a bool or string x is a mistake
+    x = real_array(x, "x (the input batch)")
     if x.ndim < 2:
         raise ShapeError(f"x must be a batch of shape (N, ...) with a sample axis first; got shape {x.shape}")
     if x.shape[0] == 0:
         raise ShapeError("x is an empty batch (N = 0)")
+    try:
+        model.shapes(x.shape[1:])
+    except ShapeError as exc:
+        raise ShapeError(f"x of shape {x.shape} does not fit the model: {exc}") from None
     require_finite(x, "input x")
-    return x.astype(model.dtype, copy=False)
+    if x.dtype == model.dtype:
+        return x
+    return as_float_array(x, f"input x (cast to the model dtype {model.dtype})", model.dtype)
 
 
 def _targets(target: Any, output: Array) -> Array:
@@ -134,11 +135,23 @@ def explain(
     Raises
     ------
     ShapeError, TargetError, RuleAssignmentError, NonFiniteError
-        On inputs that do not fit; and if any relevance becomes NaN or inf.
+        On inputs that do not fit (``x`` and ``output_relevance`` must hold
+        real numbers: bools, strings and complex values are refused, never
+        converted); and if any relevance becomes NaN or inf.
+    ArgumentError
+        If ``model`` is not a Sequential or ``profile`` neither a name nor a Profile.
     """
     if not isinstance(model, Sequential):
-        raise TypeError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
+        raise ArgumentError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
+    if not isinstance(profile, (str, Profile)):
+        raise ArgumentError(f"profile must be a profile name ({', '.join(PROFILES)}) or a Profile; "
+                            f"got {type(profile).__name__}")
     x = _as_batch(x, model)
+    if isinstance(rules, (list, tuple)):
+        for i, entry in enumerate(rules):
+            if entry is not None and not isinstance(entry, Rule):
+                raise RuleAssignmentError(f"rules[{i}] must be a Rule or None (the layer's default); "
+                                          f"got {type(entry).__name__}")
     conventions = get_profile(profile)
     layer_rules = [conventions.resolve(rule, layer)
                    for rule, layer in zip(resolve_rules(rules, model, conventions.default_rule), model)]
@@ -148,10 +161,10 @@ def explain(
     if output_relevance is not None:
         if target is not None:
             raise TargetError("give either target or output_relevance, not both")
-        R = np.asarray(output_relevance, dtype=model.dtype)
+        R = real_array(output_relevance, "output_relevance")
         if R.shape != output.shape:
             raise ShapeError(f"output_relevance must have the output's shape {output.shape}; got {R.shape}")
-        require_finite(R, "output_relevance")
+        R = as_float_array(R, "output_relevance", model.dtype)
         chosen = None
     else:
         chosen = _targets(target, output)

@@ -15,6 +15,14 @@ plus ``bias_term()``, the bias in a shape that broadcasts against one sample's
 output.  Every rule in :mod:`lrp_ref.rules` is written once against these
 methods.  Layers hold only their parameters: they are frozen, their arrays
 read-only, and activations live in the list returned by the forward sweep.
+
+Constructors refuse what they cannot compute with, naming the parameter:
+empty or non-real (complex, bool, string) weights, bools or floats for sizes,
+and sizes beyond fixed limits: stride, padding and dilation at most
+:data:`MAX_EXTENT` (2**16), a pooling window's side at most :data:`MAX_KERNEL`
+(2**12).  Output sizes are computed in Python ints, and a layer refuses
+(:class:`~lrp_ref.errors.ShapeError`) an input for which one sample's output,
+or its padded input, would exceed :data:`MAX_ELEMENTS` (2**31) elements.
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from . import _windows
-from ._checks import as_float_array, check_dtype, pair
+from ._checks import MAX_ELEMENTS, MAX_EXTENT, MAX_KERNEL, as_float_array, check_dtype, check_int, element_count, pair
 from .errors import LayerParameterError, ShapeError
 
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_EXTENT",
+    "MAX_KERNEL",
     "AvgPool2d",
     "Conv2d",
     "Dense",
@@ -84,6 +95,9 @@ class Layer:
 
     def check_input(self, a: Array) -> None:
         """Raise :class:`ShapeError` unless ``a`` is a batch this layer accepts."""
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf":
+            found = f"dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ShapeError(f"{self.describe()} expects a real (int or float) array; got {found}")
         if a.ndim < 1:
             raise ShapeError(f"{self.describe()} expects a batch (N, ...); got a scalar")
         self.output_shape(tuple(a.shape[1:]))
@@ -169,7 +183,7 @@ class Dense(LinearLayer):
     def __post_init__(self) -> None:
         dt = check_dtype(self.dtype)
         object.__setattr__(self, "dtype", dt)
-        w = _frozen(as_float_array(self.weight, "Dense weight (out, in)", dt, ndim=2))
+        w = _frozen(as_float_array(self.weight, "Dense weight (out, in)", dt, ndim=2, nonempty=True))
         object.__setattr__(self, "weight", w)
         if self.bias is not None:
             b = _frozen(as_float_array(self.bias, "Dense bias (out,)", dt, ndim=1))
@@ -242,16 +256,17 @@ class Conv2d(LinearLayer):
     def __post_init__(self) -> None:
         dt = check_dtype(self.dtype)
         object.__setattr__(self, "dtype", dt)
-        w = _frozen(as_float_array(self.weight, "Conv2d weight (out, in/groups, kh, kw)", dt, ndim=4))
+        w = _frozen(as_float_array(self.weight, "Conv2d weight (out, in/groups, kh, kw)", dt, ndim=4, nonempty=True))
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "stride", pair(self.stride, "Conv2d stride", 1))
         object.__setattr__(self, "padding", pair(self.padding, "Conv2d padding", 0))
         object.__setattr__(self, "dilation", pair(self.dilation, "Conv2d dilation", 1))
-        if not isinstance(self.groups, (int, np.integer)) or self.groups < 1 or w.shape[0] % self.groups:
+        groups = check_int(self.groups, "Conv2d groups", 1)
+        if w.shape[0] % groups:
             raise LayerParameterError(
-                f"Conv2d groups must be a positive int dividing out_channels={w.shape[0]}; got {self.groups!r}"
+                f"Conv2d groups must be a positive int dividing out_channels={w.shape[0]}; got {groups}"
             )
-        object.__setattr__(self, "groups", int(self.groups))
+        object.__setattr__(self, "groups", groups)
         if self.bias is not None:
             b = _frozen(as_float_array(self.bias, "Conv2d bias (out,)", dt, ndim=1))
             if b.shape != (w.shape[0],):
@@ -287,6 +302,7 @@ class Conv2d(LinearLayer):
                 f"{self.describe()} cannot slide over an image of size {tuple(input_shape[1:])}: "
                 f"output would be {tuple(sizes)}"
             )
+        _check_sizes(self, input_shape, self.padding, (self.out_channels, *sizes))  # type: ignore[arg-type]
         return (self.out_channels, sizes[0], sizes[1])
 
     def _weight_matrix(self) -> Array:
@@ -376,6 +392,15 @@ class Conv2d(LinearLayer):
 # ----------------------------------------------------------------------------- pooling
 
 
+def _check_sizes(layer: Layer, input_shape: Shape, padding: tuple[int, int], output_shape: Shape) -> None:
+    """ShapeError if one sample's padded input or output would exceed :data:`MAX_ELEMENTS` elements."""
+    c, h, w = (int(n) for n in input_shape)
+    ph, pw = padding
+    if (ph, pw) != (0, 0):
+        element_count((c, h + 2 * ph, w + 2 * pw), f"{layer.describe()}: the input padded by padding={padding}")
+    element_count(output_shape, f"{layer.describe()}: the output for input {tuple(int(n) for n in input_shape)}")
+
+
 def _pool_output_shape(layer: Layer, input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int],
                        padding: tuple[int, int]) -> Shape:
     if len(input_shape) != 3:
@@ -385,6 +410,7 @@ def _pool_output_shape(layer: Layer, input_shape: Shape, kernel: tuple[int, int]
     sizes = [_windows.output_size(n, k, s, p, 1) for n, k, s, p in zip(input_shape[1:], kernel, stride, padding)]
     if min(sizes) < 1:
         raise ShapeError(f"{layer.describe()} cannot pool an image of size {tuple(input_shape[1:])}")
+    _check_sizes(layer, input_shape, padding, (input_shape[0], *sizes))
     return (input_shape[0], sizes[0], sizes[1])
 
 
@@ -414,7 +440,7 @@ class AvgPool2d(LinearLayer):
     def __post_init__(self) -> None:
         dt = check_dtype(self.dtype)
         object.__setattr__(self, "dtype", dt)
-        k = pair(self.kernel_size, "AvgPool2d kernel_size", 1)
+        k = pair(self.kernel_size, "AvgPool2d kernel_size", 1, MAX_KERNEL)
         object.__setattr__(self, "kernel_size", k)
         object.__setattr__(self, "stride", pair(self.stride if self.stride is not None else k, "AvgPool2d stride", 1))
         ww = np.full(k, 1.0 / (k[0] * k[1])) if self.window_weight is None else self.window_weight
@@ -493,7 +519,7 @@ class MaxPool2d(Layer):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
-        k = pair(self.kernel_size, "MaxPool2d kernel_size", 1)
+        k = pair(self.kernel_size, "MaxPool2d kernel_size", 1, MAX_KERNEL)
         object.__setattr__(self, "kernel_size", k)
         object.__setattr__(self, "stride", pair(self.stride if self.stride is not None else k, "MaxPool2d stride", 1))
         p = pair(self.padding, "MaxPool2d padding", 0)
@@ -539,7 +565,7 @@ class MaxPool2d(Layer):
         if r.shape != (a.shape[0], a.shape[1], oh, ow):
             raise ShapeError(f"{self.describe()}.route expects r of shape {(a.shape[0], a.shape[1], oh, ow)}; "
                              f"got {r.shape}")
-        if ties not in ("split", "first"):
+        if not isinstance(ties, str) or ties not in ("split", "first"):
             raise LayerParameterError(f"ties must be 'split' or 'first'; got {ties!r}")
         # where does each window's maximum sit?  one boolean map (N, C, OH, OW) per kernel offset
         peak = self._max(ap, slices)
@@ -588,6 +614,7 @@ class ReLU(Layer):
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
 
     def output_shape(self, input_shape: Shape) -> Shape:
+        element_count(input_shape, f"{self.describe()}: the input")
         return tuple(input_shape)
 
     def forward(self, a: Array) -> Array:
@@ -605,7 +632,7 @@ class Flatten(Layer):
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        return (int(np.prod(input_shape, dtype=np.int64)),)
+        return (element_count(input_shape, f"{self.describe()}: the input"),)
 
     def forward(self, a: Array) -> Array:
         self.check_input(a)

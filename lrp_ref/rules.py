@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
 from .layers import AvgPool2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
@@ -82,13 +83,17 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def _check_number(value: Any, name: str, rule: str, minimum: float = 0.0) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise RuleParameterError(f"{rule}: {name} must be a real number; got {value!r}") from exc
-    if not np.isfinite(v) or v < minimum:
-        raise RuleParameterError(f"{rule}: {name} must be a finite number >= {minimum}; got {value!r}")
-    return v
+    """A finite real number >= ``minimum``: bools, strings and complex numbers are refused, not converted."""
+    return real_number(value, f"{rule}: {name}", RuleParameterError, minimum)
+
+
+def _bounds_array(value: Any, name: str) -> Array:
+    """ZBox's ``low`` or ``high`` as a float64 array (NaN and inf are checked by the caller)."""
+    arr = real_array(value, f"ZBox: {name}", RuleParameterError)
+    if arr.size == 0:
+        raise RuleParameterError(f"ZBox: {name} must not be empty; got shape {arr.shape}")
+    with np.errstate(over="ignore"):
+        return np.array(arr, dtype=np.float64, copy=True)
 
 
 class Rule:
@@ -100,18 +105,28 @@ class Rule:
     _shown: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
+        # Every field is checked by its declared type: a convention (default None) may be left unset;
+        # a choice must be one of its strings; a number (annotated float) must be a finite real >= 0 and
+        # is stored as a Python float.  Bools, strings and complex numbers are refused, never converted.
         name = type(self).__name__
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if value is None:
-                continue
+                if f.default is None:
+                    continue  # a convention left to the profile
+                if "Any" in str(f.type):
+                    raise RuleParameterError(f"{name}: {f.name} must be given; got None")
             choices = _CHOICES.get(f"{name}.{f.name}", _CHOICES.get(f.name))
             if choices is not None:
-                if value not in choices:
+                if not isinstance(value, str) or value not in choices:
+                    got = repr(value) if isinstance(value, str) else describe_value(value)
                     raise RuleParameterError(f"{name}: {f.name} must be one of {', '.join(map(repr, choices))}; "
-                                             f"got {value!r}")
-            elif f.name in ("epsilon", "stabilizer", "negative_stabilizer", "gamma", "alpha", "beta"):
+                                             f"got {got}")
+            elif "float" in str(f.type) or f.name in ("epsilon", "stabilizer", "negative_stabilizer", "gamma", "alpha",
+                                                       "beta"):
                 object.__setattr__(self, f.name, _check_number(value, f.name, name))
+            elif "str" in str(f.type) and not isinstance(value, str):
+                raise RuleParameterError(f"{name}: {f.name} must be a str; got {describe_value(value)}")
 
     def applies_to(self, layer: Layer) -> bool:
         """True if this rule can propagate relevance through ``layer``."""
@@ -418,7 +433,7 @@ class ZBox(Rule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        low, high = np.array(self.low, dtype=np.float64), np.array(self.high, dtype=np.float64)
+        low, high = _bounds_array(self.low, "low"), _bounds_array(self.high, "high")
         for name, arr in (("low", low), ("high", high)):
             if not np.all(np.isfinite(arr)):
                 raise RuleParameterError(f"ZBox: {name} must be finite; got {_short(arr)} with NaN/inf")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ._checks import check_dtype
+from ._checks import check_dtype, check_int, real_array
 from .errors import LayerParameterError, ShapeError
 from .layers import Layer
 
@@ -35,12 +35,19 @@ class Sequential:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.layers, (Layer, str, bytes)) or not isinstance(self.layers, Iterable):
+            raise LayerParameterError(f"Sequential layers must be a list of lrp_ref layers; got "
+                                      f"{type(self.layers).__name__}")
+        if not isinstance(self.metadata, Mapping):
+            raise LayerParameterError(f"Sequential metadata must be a mapping (a dict); got "
+                                      f"{type(self.metadata).__name__}")
         layers = tuple(self.layers)
         if not layers:
-            raise LayerParameterError("Sequential needs at least one layer; got none")
+            raise LayerParameterError("Sequential layers: needs at least one layer; got none")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise LayerParameterError(f"layer {i} must be an lrp_ref layer; got {type(layer).__name__}")
+                raise LayerParameterError(f"Sequential layers[{i}] must be an lrp_ref layer; "
+                                          f"got {type(layer).__name__}")
         dtypes = {layer.dtype for layer in layers}
         if len(dtypes) != 1:
             found = ", ".join(f"{i}: {layer.dtype}" for i, layer in enumerate(layers))
@@ -73,7 +80,7 @@ class Sequential:
 
     def shapes(self, input_shape: Sequence[int]) -> list[tuple[int, ...]]:
         """Per-sample shapes at every layer boundary, starting with ``input_shape``."""
-        shapes = [tuple(int(n) for n in input_shape)]
+        shapes = [tuple(check_int(n, "input_shape entry", 1, error=ShapeError) for n in input_shape)]
         for i, layer in enumerate(self.layers):
             try:
                 shapes.append(layer.output_shape(shapes[-1]))
@@ -83,6 +90,9 @@ class Sequential:
 
     def forward_all(self, x: Array) -> list[Array]:
         """Activations at every layer boundary: ``[x, a_1, ..., a_L]`` (the forward sweep)."""
+        x = real_array(x, "x (the input batch)")
+        if x.ndim < 1:
+            raise ShapeError(f"x must be a batch of shape (N, ...); got shape {x.shape}")
         self.shapes(x.shape[1:])  # validates every layer before any work is done
         activations = [x]
         for layer in self.layers:
