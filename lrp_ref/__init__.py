@@ -10,11 +10,13 @@ See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 
 from . import composites, profiles, rules, testing
 from .errors import (
+    ArgumentError,
     ConservationError,
     LayerParameterError,
     LrpRefError,
     ModelFormatError,
     NonFiniteError,
+    RelevanceMismatchError,
     RuleAssignmentError,
     RuleParameterError,
     ShapeError,
@@ -30,6 +32,7 @@ from .torch_bridge import from_torch, to_torch
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "AvgPool2d",
     "ConservationError",
     "Conv2d",
@@ -43,6 +46,7 @@ __all__ = [
     "ModelFormatError",
     "NonFiniteError",
     "ReLU",
+    "RelevanceMismatchError",
     "RuleAssignmentError",
     "RuleParameterError",
     "Sequential",
