@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from .sequential import Sequential
+from .graph import Sequential
 
 Array = NDArray[Any]
 

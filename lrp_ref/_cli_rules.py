@@ -19,9 +19,9 @@ from . import catalog
 from ._cli_inputs import CliError
 from .composites import Composite, LayerTypeComposite
 from .errors import LrpRefError
+from .graph import Sequential
 from .layers import AvgPool2d, Conv2d, Dense
 from .rules import Rule
-from .sequential import Sequential
 
 
 def _spec_of(rule: Rule) -> str | None:

@@ -55,8 +55,8 @@ from .compare import compare
 from .composites import Composite
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
+from .graph import Sequential
 from .rules import Rule
-from .sequential import Sequential
 
 __all__ = ["CliError", "Progress", "bounds", "build_parser", "load_samples", "main", "preprocess"]
 

@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 
 from .composites import Composite
 from .explain import Explanation, explain
+from .graph import Sequential
 from .rules import Rule
-from .sequential import Sequential
 from .testing import relevance_error, tolerance_for
 
 __all__ = ["BoundaryDiff", "Comparison", "compare"]

@@ -26,9 +26,10 @@ from typing import Any
 
 from ._checks import check_int
 from .errors import RuleAssignmentError, RuleParameterError
+from .graph import Graph
 from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
+from .merge import Add, MergeLayer
 from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
-from .sequential import Sequential
 
 __all__ = [
     "Composite",
@@ -54,7 +55,7 @@ __all__ = [
 DefaultFor = Callable[[Layer, "Rule | None"], "Rule | None"]
 
 
-def describe_rules(model: Sequential, rules: Sequence[Rule]) -> str:
+def describe_rules(model: Graph, rules: Sequence[Rule]) -> str:
     """A table: one line per layer with the rule it takes."""
     lines = [f"  {i:>2}  {layer.describe():<44} {rule!r}" for i, (layer, rule) in enumerate(zip(model, rules))]
     return "\n".join(lines)
@@ -63,15 +64,15 @@ def describe_rules(model: Sequential, rules: Sequence[Rule]) -> str:
 class Composite:
     """Base class: subclasses implement :meth:`assign` (rules for linear layers)."""
 
-    def assign(self, model: Sequential) -> list[Rule | None]:
+    def assign(self, model: Graph) -> list[Rule | None]:
         """One entry per layer: a rule, or None for the layer's default."""
         raise NotImplementedError
 
-    def rules_for(self, model: Sequential, default_for: DefaultFor = default_rule) -> list[Rule]:
+    def rules_for(self, model: Graph, default_for: DefaultFor = default_rule) -> list[Rule]:
         """The explicit rule of every layer of ``model`` (``default_for`` gives the rules of layers it leaves open)."""
         return resolve_rules(self.assign(model), model, default_for)
 
-    def describe(self, model: Sequential) -> str:
+    def describe(self, model: Graph) -> str:
         """Printable assignment of rules to the layers of ``model``."""
         return f"{self!r}\n" + describe_rules(model, self.rules_for(model))
 
@@ -87,8 +88,10 @@ class LayerTypeComposite(Composite):
     first: Rule | None = None
     #: which layers can be "the first layer": zennit's EpsilonGammaBox looks for a convolution only
     first_types: tuple[type[Layer], ...] = (Dense, Conv2d)
+    #: the rule of residual sums (:class:`~lrp_ref.merge.Add`); None: the profile's (``Epsilon()``)
+    merge: Rule | None = None
 
-    def assign(self, model: Sequential) -> list[Rule | None]:
+    def assign(self, model: Graph) -> list[Rule | None]:
         rules: list[Rule | None] = []
         first_seen = False
         for layer in model:
@@ -101,6 +104,8 @@ class LayerTypeComposite(Composite):
                     rule = self.conv if isinstance(layer, Conv2d) else self.dense
             elif isinstance(layer, AvgPool2d):
                 rule = self.avgpool
+            elif isinstance(layer, Add):
+                rule = self.merge
             rules.append(rule)
         return rules
 
@@ -123,9 +128,11 @@ class DepthComposite(Composite):
         if self.n_lower is not None:
             object.__setattr__(self, "n_lower", _count(self.n_lower, "n_lower"))
 
-    def assign(self, model: Sequential) -> list[Rule | None]:
-        positions = [i for i, layer in enumerate(model) if isinstance(layer, LinearLayer)]
-        n = len(positions)
+    def assign(self, model: Graph) -> list[Rule | None]:
+        # depth of a linear layer: how many linear layers (itself included) the longest path from the input
+        # crosses; in a chain, its position among the linear layers plus one
+        depth = linear_depths(model)
+        n = max(depth, default=0)
         if n == 0:
             raise RuleAssignmentError("depth_based needs at least one linear layer (Dense, Conv2d, AvgPool2d)")
         rest = n - 1 - self.n_upper
@@ -136,16 +143,35 @@ class DepthComposite(Composite):
                 f"in the {n - 1} linear layers above the input layer"
             )
         rules: list[Rule | None] = [None] * len(model)
-        for depth, i in enumerate(positions):
-            if depth == 0:
+        for i, d in enumerate(depth):
+            if d == 0:
+                continue  # not a linear layer: its default rule
+            if d == 1:
                 rules[i] = self.input_rule
-            elif depth <= n_lower:
+            elif d <= 1 + n_lower:
                 rules[i] = self.lower
-            elif depth >= n - self.n_upper:
+            elif d > n - self.n_upper:
                 rules[i] = self.upper
             else:
                 rules[i] = self.middle
         return rules
+
+
+def linear_depths(model: Graph) -> list[int]:
+    """Per node: 0 unless its layer is linear (merges excluded), else its depth along the longest path.
+
+    The depth of a linear layer is the number of linear layers the longest
+    path from the input to it crosses, itself included: 1 for the layers that
+    see the input, and in a chain its position among the linear layers plus one.
+    """
+    reached = [0]  # per tensor: the most linear layers on a path from the input to it
+    depths = []
+    for i, layer in enumerate(model):
+        counts = isinstance(layer, LinearLayer) and not isinstance(layer, MergeLayer)
+        d = max(reached[t] for t in model.sources(i)) + counts
+        reached.append(d)
+        depths.append(d if counts else 0)
+    return depths
 
 
 # ----------------------------------------------------------------------------- named presets
@@ -154,7 +180,8 @@ class DepthComposite(Composite):
 def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerTypeComposite:
     """Dense: Epsilon(epsilon); Conv2d: ZPlus; AvgPool2d: Epsilon(stabilizer)."""
     return LayerTypeComposite(
-        "epsilon_plus", conv=ZPlus(stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer)
+        "epsilon_plus", conv=ZPlus(stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
+        merge=Epsilon(stabilizer),
     )
 
 
@@ -162,7 +189,7 @@ def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> LayerT
     """As :func:`epsilon_plus`, with Flat on the first linear layer."""
     return LayerTypeComposite(
         "epsilon_plus_flat", conv=ZPlus(stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
-        first=Flat(stabilizer),
+        first=Flat(stabilizer), merge=Epsilon(stabilizer),
     )
 
 
@@ -170,7 +197,7 @@ def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Lay
     """Dense: Epsilon(epsilon); Conv2d: AlphaBeta(2, 1); AvgPool2d: Epsilon(stabilizer)."""
     return LayerTypeComposite(
         "epsilon_alpha2_beta1", conv=AlphaBeta(2.0, 1.0, stabilizer), dense=Epsilon(epsilon),
-        avgpool=Epsilon(stabilizer),
+        avgpool=Epsilon(stabilizer), merge=Epsilon(stabilizer),
     )
 
 
@@ -178,7 +205,7 @@ def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -
     """As :func:`epsilon_alpha2_beta1`, with Flat on the first linear layer."""
     return LayerTypeComposite(
         "epsilon_alpha2_beta1_flat", conv=AlphaBeta(2.0, 1.0, stabilizer), dense=Epsilon(epsilon),
-        avgpool=Epsilon(stabilizer), first=Flat(stabilizer),
+        avgpool=Epsilon(stabilizer), first=Flat(stabilizer), merge=Epsilon(stabilizer),
     )
 
 
@@ -192,7 +219,7 @@ def epsilon_gamma_box(
     """
     return LayerTypeComposite(
         "epsilon_gamma_box", conv=Gamma(gamma, stabilizer), dense=Epsilon(epsilon), avgpool=Epsilon(stabilizer),
-        first=ZBox(low, high, stabilizer), first_types=(Conv2d,),
+        first=ZBox(low, high, stabilizer), first_types=(Conv2d,), merge=Epsilon(stabilizer),
     )
 
 
@@ -213,7 +240,7 @@ def innvestigate_preset(letter: str, epsilon: float = 0.1, flat: bool = False) -
     conv = AlphaBeta(1.0, 0.0) if letter == "A" else AlphaBeta(2.0, 1.0)
     return LayerTypeComposite(
         f"innvestigate_preset_{letter.lower()}{'_flat' if flat else ''}", conv=conv, dense=Epsilon(epsilon),
-        avgpool=LRP0(), first=Flat() if flat else None,
+        avgpool=LRP0(), first=Flat() if flat else None, merge=LRP0(),
     )
 
 
@@ -293,7 +320,7 @@ def depth_based(
 
 def resolve_rules(
     rules: Rule | Composite | Sequence[Rule | None],
-    model: Sequential,
+    model: Graph,
     default_for: DefaultFor = default_rule,
 ) -> list[Rule]:
     """One explicit rule per layer of ``model``.
@@ -360,7 +387,7 @@ class TutorialComposite(Composite):
     gamma: float
     epsilon: float
 
-    def assign(self, model: Sequential) -> list[Rule | None]:
+    def assign(self, model: Graph) -> list[Rule | None]:
         first = next((i for i, layer in enumerate(model) if isinstance(layer, (Dense, Conv2d))), None)
         if first is None:
             raise RuleAssignmentError(f"{self.name} needs a Dense or Conv2d layer for the zB input rule")

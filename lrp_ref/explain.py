@@ -12,10 +12,10 @@ from numpy.typing import NDArray
 from ._checks import as_float_array, real_array, require_finite
 from .composites import Composite, resolve_rules
 from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
+from .graph import Graph, Sequential
 from .ledger import LayerBalance, Ledger
 from .profiles import PROFILES, Profile, get_profile
 from .rules import Rule
-from .sequential import Sequential
 
 __all__ = ["Explanation", "explain"]
 
@@ -31,11 +31,14 @@ class Explanation:
     relevance : array, shape of x
         Input relevance ``R`` (``layers[0]``).
     layers : tuple of arrays
-        Relevance at every layer boundary: index 0 the input, index ``L`` the
-        output (the start relevance); ``layers[i]`` belongs to the activations
-        entering layer ``i``.
+        Relevance of every tensor of the forward sweep: index 0 the input,
+        index ``i + 1`` the output of node ``i`` (layer ``i`` of a
+        Sequential), the last one the start relevance.  For a Sequential,
+        ``layers[i]`` belongs to the activations entering layer ``i``; in a
+        graph, a tensor that feeds several nodes holds the sum of what they
+        pass back.
     activations : tuple of arrays
-        The forward activations at the same boundaries.
+        The forward activations, indexed the same way.
     output : array (N, n_outputs)
         The model output.
     target : array (N,) of int, or None
@@ -60,7 +63,7 @@ class Explanation:
         return self.ledger.start
 
 
-def _as_batch(x: Any, model: Sequential) -> Array:
+def _as_batch(x: Any, model: Graph) -> Array:
     # real numbers only: a complex x would lose its imaginary part, a bool or string x is a mistake
     x = real_array(x, "x (the input batch)")
     if x.ndim < 2:
@@ -99,8 +102,15 @@ def _targets(target: Any, output: Array) -> Array:
     return t.astype(np.int64)
 
 
+def _where(model: Graph, i: int) -> str:
+    """Node ``i`` in a message: ``layer 3 (Conv2d(...))``, or ``node 'conv1' (Conv2d(...))`` in a graph."""
+    if isinstance(model, Sequential):
+        return f"layer {i} ({model[i].describe()})"
+    return f"node {model.nodes[i].name!r} ({model[i].describe()})"
+
+
 def explain(
-    model: Sequential,
+    model: Graph,
     x: Any,
     rules: Rule | Composite | Sequence[Rule | None],
     target: Any = None,
@@ -111,12 +121,13 @@ def explain(
 
     Parameters
     ----------
-    model : Sequential
+    model : Graph or Sequential
     x : array (N, *input_shape)
         Cast to the model's dtype (float64 unless the model was cast).
     rules : Rule, Composite or list
         One rule for every layer it applies to, a composite, or a list with
-        one rule (or None for the default) per layer.
+        one rule (or None for the default) per layer (per node of a graph,
+        in its order).
     target : int or array (N,), optional
         Output neuron to explain; default the arg-max of each sample's output.
     output_relevance : array (N, *output_shape), optional
@@ -139,10 +150,10 @@ def explain(
         real numbers: bools, strings and complex values are refused, never
         converted); and if any relevance becomes NaN or inf.
     ArgumentError
-        If ``model`` is not a Sequential or ``profile`` neither a name nor a Profile.
+        If ``model`` is not a Graph (or Sequential) or ``profile`` neither a name nor a Profile.
     """
-    if not isinstance(model, Sequential):
-        raise ArgumentError(f"model must be an lrp_ref.Sequential; got {type(model).__name__}")
+    if not isinstance(model, Graph):
+        raise ArgumentError(f"model must be an lrp_ref.Sequential or Graph; got {type(model).__name__}")
     if not isinstance(profile, (str, Profile)):
         raise ArgumentError(f"profile must be a profile name ({', '.join(PROFILES)}) or a Profile; "
                             f"got {type(profile).__name__}")
@@ -170,35 +181,43 @@ def explain(
         chosen = _targets(target, output)
         R = conventions.start_relevance(output, chosen)
 
-    # the backward sweep: from the last layer down to the input
-    relevances = [R]
+    # the backward sweep: from the last node down to the input; tensor t's relevance collects
+    # what every node reading t passes back (one node in a chain, several where a graph fans out)
+    relevances: list[Array | None] = [None] * len(activations)
+    relevances[-1] = R
     balances = []
     for i in reversed(range(len(model))):
-        layer, rule, a = model[i], layer_rules[i], activations[i]
+        layer, rule = model[i], layer_rules[i]
+        R_out = relevances[i + 1]
+        assert R_out is not None  # every node's output feeds a later node (Graph checks it)
+        R = R_out
+        a = model.pack(i, activations)  # a merge layer's inputs, packed into one
         try:
             step = rule.relevance(layer, a, R, z=activations[i + 1])  # z: reused by the rules that can
         except LrpRefError as exc:  # say where it happened
-            raise type(exc)(f"layer {i} ({layer.describe()}) with rule {rule!r}: {exc}") from None
+            raise type(exc)(f"{_where(model, i)} with rule {rule!r}: {exc}") from None
         if not (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed))):
             raise NonFiniteError(
-                f"layer {i} ({layer.describe()}) with rule {rule!r} produced NaN or inf relevance; "
+                f"{_where(model, i)} with rule {rule!r} produced NaN or inf relevance; "
                 "use a stabiliser (epsilon > 0) or a rule that suits this layer"
             )
-        balances.append(LayerBalance.from_arrays(i, layer.describe(), repr(rule), R, step.relevance, step.absorbed))
-        R = step.relevance
-        relevances.append(R)
+        balances.append(LayerBalance.from_arrays(i, model.label(i), repr(rule), R, step.relevance, step.absorbed))
+        for t, part in zip(model.sources(i), model.unpack(i, step.relevance, activations)):
+            previous = relevances[t]
+            relevances[t] = part if previous is None else previous + part
 
-    relevances.reverse()
     balances.reverse()
+    assert all(r is not None for r in relevances)
+    final: list[Array] = relevances  # type: ignore[assignment]
     ledger = Ledger(
         tuple(balances),
-        start=relevances[-1].reshape(x.shape[0], -1).sum(axis=1),
-        input_relevance=relevances[0].reshape(x.shape[0], -1).sum(axis=1),
+        start=final[-1].reshape(x.shape[0], -1).sum(axis=1),
+        input_relevance=final[0].reshape(x.shape[0], -1).sum(axis=1),
         dtype=model.dtype,
     )
     return Explanation(
-        relevance=relevances[0],
-        layers=tuple(relevances),
+        relevance=final[0],
+        layers=tuple(final),
         activations=tuple(activations),
         output=output,
         target=chosen,

@@ -54,8 +54,8 @@ import h5py
 import numpy as np
 
 from .errors import LrpRefError, ModelFormatError, ShapeError
+from .graph import Sequential
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
-from .sequential import Sequential
 
 __all__ = ["FORMAT", "MAX_BYTES", "MAX_ELEMENTS", "SCHEMA_VERSION", "load", "read_model", "save", "write_model"]
 

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
+from .merge import Add, Concat
 from .rules import (
     DEFAULTS,
     LRP0,
@@ -74,6 +75,10 @@ class Profile:
         The rule average pooling takes when a single rule is given for the
         model; None: that rule itself (iNNvestigate's analyzers explain
         average pooling with their Z rule whatever rule they name).
+    add : Rule
+        The rule a residual sum (:class:`~lrp_ref.merge.Add`) takes unless a
+        composite or list names one: the proportional rule with the profile's
+        epsilon, ``Epsilon()`` (zennit's ``Norm``; iNNvestigate: its Z rule).
     avgpool_epsilon : bool
         Average pooling takes the epsilon rule: an ``Epsilon`` assigned to it
         is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
@@ -97,6 +102,7 @@ class Profile:
     maxpool_flat_for: tuple[type[Rule], ...] = ()
     maxpool_as_average: bool = False
     avgpool: Rule | None = None
+    add: Rule = field(default_factory=Epsilon)
     avgpool_epsilon: bool = False
     window_sum_epsilon: float | None = None
     start: Literal["value", "one"] = "value"
@@ -116,7 +122,9 @@ class Profile:
             return self.maxpool
         if isinstance(layer, AvgPool2d):
             return self.avgpool if self.avgpool is not None else given
-        if isinstance(layer, (ReLU, Flatten)):
+        if isinstance(layer, Add):
+            return self.add
+        if isinstance(layer, (ReLU, Flatten, Concat)):
             return Pass()
         return None
 
@@ -195,6 +203,7 @@ PROFILES: dict[str, Profile] = {
                       "bias": "both", "ZPlus.bias": "none", "ties": "first"},
             maxpool=WinnerTakesAll(ties="first"),
             avgpool=LRP0(),
+            add=LRP0(),
         ),
         Profile(
             "toolbox",
@@ -255,6 +264,7 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
      else f"the rule given, stabilisers on the plain window sum (LRP-0: {p.window_sum_epsilon:g})"
      if p.window_sum_epsilon is not None
      else "the rule given (a linear layer)"),
+    ("residual sum (Add)", lambda p: repr(p.add) + " unless a composite names one"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),
 ]
 

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
 from .layers import AvgPool2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .merge import Add, Concat
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
 __all__ = [
@@ -533,16 +534,17 @@ class Flat(Rule):
 
 @dataclass(frozen=True, repr=False)
 class Pass(Rule):
-    """Pass relevance through unchanged (reshaped to the input): for ReLU and Flatten.
+    """Pass relevance through unchanged (reshaped to the input): for ReLU, Flatten and Concat.
 
     .. math:: R_j = R_j^{above}
 
     An element-wise activation keeps each neuron's relevance (Montavon et al.
     2019, Sec. 10.2: relevance is propagated through the linear layers; the
-    activation only decides which neurons carry it).  Nothing is absorbed.
+    activation only decides which neurons carry it).  A concatenation hands
+    each input the relevance of its own slice.  Nothing is absorbed.
     """
 
-    layer_types = (ReLU, Flatten)
+    layer_types = (ReLU, Flatten, Concat)
 
     def _relevance(self, layer: Layer, a: Array, R: Array, z: Array | None) -> Propagation:
         return Propagation(R.reshape(a.shape), np.zeros(a.shape[0], dtype=R.dtype))
@@ -646,13 +648,17 @@ def default_rule(layer: Layer, given: Rule | None = None) -> Rule | None:
     """The rule a layer without weights takes unless told otherwise (lrp_ref's conventions).
 
     ``given`` is the single rule passed to :func:`lrp_ref.explain`, if any:
-    average pooling takes it; max pooling, ReLU and Flatten keep their own.
-    None where there is no rule to choose (a Dense or Conv2d layer).
+    average pooling takes it; max pooling, ReLU, Flatten and the merge layers
+    keep their own (a residual sum: the proportional rule with a stabiliser,
+    ``Epsilon()``, zennit's ``Norm``).  None where there is no rule to choose
+    (a Dense or Conv2d layer).
     """
     if isinstance(layer, MaxPool2d):
         return WinnerTakesAll()
-    if isinstance(layer, (ReLU, Flatten)):
+    if isinstance(layer, (ReLU, Flatten, Concat)):
         return Pass()
+    if isinstance(layer, Add):
+        return Epsilon()
     if isinstance(layer, AvgPool2d):
         return given
     return None

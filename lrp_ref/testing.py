@@ -73,9 +73,9 @@ from . import _windows
 from ._checks import check_dtype, describe_value, real_array, real_number, require_finite
 from .errors import ArgumentError, RelevanceMismatchError, ShapeError
 from .explain import Explanation
+from .graph import Sequential
 from .layers import Flatten, LinearLayer, MaxPool2d, ReLU
 from .rules import WinnerTakesAll
-from .sequential import Sequential
 
 __all__ = [
     "TOLERANCES",

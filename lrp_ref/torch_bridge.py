@@ -40,8 +40,8 @@ from numpy.typing import DTypeLike, NDArray
 
 from ._checks import check_dtype
 from .errors import LayerParameterError, LrpRefError
+from .graph import Sequential
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
-from .sequential import Sequential
 
 __all__ = ["SUPPORTED_MODULES", "from_torch", "to_torch"]
 

@@ -47,7 +47,7 @@ from . import catalog, io
 from . import layers as L
 from .errors import ModelFormatError
 from .explain import Explanation, explain
-from .sequential import Sequential
+from .graph import Sequential
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "platform_fingerprint", "read_vector",
            "suite", "write_suite", "write_vector"]
