@@ -40,7 +40,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from ._checks import check_dtype
 from .errors import LayerParameterError, LrpRefError
-from .graph import Sequential
+from .graph import Graph, Sequential
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
 
 __all__ = ["SUPPORTED_MODULES", "from_torch", "to_torch"]
@@ -100,17 +100,20 @@ def _same_padding(module: Any) -> tuple[int, int]:
     return pads[0], pads[1]
 
 
-def _describe(index: int, name: str, module: Any) -> str:
+def _qualified(module: Any) -> str:
     kind = type(module)
-    qualified = f"torch.nn.{kind.__name__}" if kind.__module__.startswith("torch.nn.") else (
+    return f"torch.nn.{kind.__name__}" if kind.__module__.startswith("torch.nn.") else (
         f"{kind.__module__}.{kind.__qualname__}"
     )
-    return f"module {index} ('{name}', {qualified})"
 
 
-def _convert(index: int, name: str, module: Any, dtype: np.dtype[Any]) -> Layer:
-    """One lrp_ref layer for one leaf module; refusals name the module."""
-    where = _describe(index, name, module)
+def _describe(index: int, name: str, module: Any) -> str:
+    return f"module {index} ('{name}', {_qualified(module)})"
+
+
+def _convert(index: int | None, name: str, module: Any, dtype: np.dtype[Any]) -> Layer | None:
+    """One lrp_ref layer for one leaf module (None: the identity at inference); refusals name the module."""
+    where = _describe(index, name, module) if index is not None else f"module '{name}' ({_qualified(module)})"
     try:
         return _convert_unchecked(module, dtype)
     except _Refused as exc:
@@ -123,13 +126,16 @@ class _Refused(Exception):
     """Internal: an unsupported module or option (turned into LayerParameterError by _convert)."""
 
 
-def _convert_unchecked(module: Any, dtype: np.dtype[Any]) -> Layer:
+def _convert_unchecked(module: Any, dtype: np.dtype[Any]) -> Layer | None:
     torch = _import_torch()
     nn = torch.nn
     kind = type(module)
 
     def refuse(reason: str) -> _Refused:
         return _Refused(reason)
+
+    if kind in (nn.Dropout, nn.Dropout2d, nn.Identity):
+        return None  # the identity at inference: the layer disappears
 
     if kind is nn.Linear:
         bias = None if module.bias is None else _array(module.bias, dtype)
@@ -192,15 +198,22 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(value), int(value)
 
 
-def from_torch(module: Any, dtype: DTypeLike = np.float64) -> Sequential:
-    """Convert a ``torch.nn.Sequential`` into an :class:`lrp_ref.Sequential`.
+def from_torch(module: Any, dtype: DTypeLike = np.float64) -> Sequential | Graph:
+    """Convert a PyTorch model into an lrp_ref model.
+
+    A ``torch.nn.Sequential`` of supported leaves is converted leaf by leaf
+    (nested Sequentials flattened, in order).  Any other module is traced with
+    ``torch.fx`` (:mod:`lrp_ref._torch_trace`): residual sums, concatenations
+    and functional calls become the nodes of a :class:`~lrp_ref.graph.Graph`,
+    or of a :class:`~lrp_ref.graph.Sequential` where they form a chain.
+    ``Dropout`` and ``Identity`` disappear (inference mode); a final
+    ``Softmax`` is dropped, with a note in ``metadata["import_notes"]``: LRP
+    explains the logits.
 
     Parameters
     ----------
-    module : torch.nn.Sequential
-        Its children may be ``Linear``, ``Conv2d``, ``ReLU``, ``MaxPool2d``,
-        ``AvgPool2d``, ``Flatten`` or nested ``Sequential`` containers (flattened,
-        in order); see the module docstring for the supported options.
+    module : torch.nn.Module
+        See the module docstring for the supported leaves and options.
         Parameters of any floating dtype and device are copied (via float64,
         so float32 weights convert exactly).
     dtype : float64 (default) or float32
@@ -208,29 +221,41 @@ def from_torch(module: Any, dtype: DTypeLike = np.float64) -> Sequential:
 
     Returns
     -------
-    Sequential
-        The same function as ``module`` in inference mode, with one lrp_ref layer per leaf module.
+    Sequential or Graph
+        The same function as ``module`` in inference mode.
 
     Raises
     ------
-    TypeError
-        If ``module`` is not a ``torch.nn.Sequential``.
     LayerParameterError
-        For an unsupported module or option, naming its position among the
-        flattened leaves, its dotted name, its type and what is supported;
-        also if ``module`` has no layers.
+        For an unsupported module, function or option, naming its position
+        and dotted name (or traced node), its type and what is supported;
+        also if the model has no layers or cannot be traced.
     ImportError
         If PyTorch is not installed.
     """
     torch = _import_torch()
     dt = check_dtype(dtype)
-    if type(module) is not torch.nn.Sequential:
-        raise TypeError(f"from_torch converts a torch.nn.Sequential; got {type(module).__module__}."
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch converts a torch.nn.Module; got {type(module).__module__}."
                         f"{type(module).__qualname__}")
-    leaves = _leaves(module, "")
-    if not leaves:
-        raise LayerParameterError("from_torch: the torch.nn.Sequential has no layers")
-    return Sequential([_convert(i, name, child, dt) for i, (name, child) in enumerate(leaves)])
+    if type(module) is torch.nn.Sequential:
+        leaves = _leaves(module, "")
+        if not leaves:
+            raise LayerParameterError("from_torch: the torch.nn.Sequential has no layers")
+        notes = []
+        last, last_module = leaves[-1]
+        if type(last_module) is torch.nn.Softmax:
+            leaves = leaves[:-1]
+            notes.append(f"dropped the final softmax ({last!r}): LRP explains the logits")
+        layers = [_convert(i, name, child, dt) for i, (name, child) in enumerate(leaves)]
+        kept = [layer for layer in layers if layer is not None]
+        if not kept:
+            raise LayerParameterError("from_torch: the torch.nn.Sequential has no layers lrp_ref can explain "
+                                      "(only Dropout, Identity or a softmax)")
+        return Sequential(kept, {"import_notes": notes} if notes else {})
+    from ._torch_trace import trace
+
+    return trace(module, dt, lambda name, sub: _convert(None, name, sub, dt))
 
 
 def to_torch(model: Sequential) -> Any:
