@@ -282,7 +282,7 @@ def test_subclasses_are_refused():
 def test_non_modules_untraceable_and_empty_are_refused():
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         from_torch([nn.Linear(2, 2)])
-    with pytest.raises(L.LayerParameterError, match="could not trace ModuleList with torch.fx"):
+    with pytest.raises(L.LayerParameterError, match=r"could not trace ModuleList with torch\.fx"):
         from_torch(nn.ModuleList([nn.Linear(2, 2)]))
     with pytest.raises(L.LayerParameterError, match="no layers"):
         from_torch(nn.Sequential())
