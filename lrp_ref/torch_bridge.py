@@ -42,6 +42,7 @@ from ._checks import check_dtype
 from .errors import LayerParameterError, LrpRefError
 from .graph import Graph, Sequential
 from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
+from .merge import Add, Concat
 
 __all__ = ["SUPPORTED_MODULES", "from_torch", "to_torch"]
 
@@ -258,71 +259,117 @@ def from_torch(module: Any, dtype: DTypeLike = np.float64) -> Sequential | Graph
     return trace(module, dt, lambda name, sub: _convert(None, name, sub, dt))
 
 
-def to_torch(model: Sequential) -> Any:
-    """Convert an :class:`lrp_ref.Sequential` into a ``torch.nn.Sequential`` with float64 parameters.
+def to_torch(model: Graph) -> Any:
+    """Convert an lrp_ref model into a PyTorch module with float64 parameters.
 
-    The reverse of :func:`from_torch`, for tests and cross-checks: layer ``i``
-    of ``model`` becomes child ``str(i)`` of the result.  The result is in
-    evaluation mode; its parameters are float64 whatever the dtype of
-    ``model``, so feed it float64 inputs.
+    The reverse of :func:`from_torch`, for tests and cross-checks.  A
+    :class:`~lrp_ref.graph.Sequential` becomes a ``torch.nn.Sequential`` whose
+    child ``str(i)`` is layer ``i``; a :class:`~lrp_ref.graph.Graph` becomes a
+    module that runs its nodes in order (children named after the nodes, with
+    ``.`` replaced by ``_``), adding the inputs of an ``Add`` and concatenating
+    those of a ``Concat`` along the channels.  The result is in evaluation
+    mode; its parameters are float64 whatever the dtype of ``model``, so feed
+    it float64 inputs.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Graph
 
     Returns
     -------
-    torch.nn.Sequential
+    torch.nn.Module
 
     Raises
     ------
     LayerParameterError
         For a layer PyTorch cannot express: an ``AvgPool2d`` whose window
-        weights were modified (not the average ``1 / (kh kw)``).
+        weights were modified (not the average ``1 / (kh kw)``), an ``Add``
+        with summand weights other than 1.
     TypeError
-        If ``model`` is not an :class:`lrp_ref.Sequential`, or a layer is of an unknown type.
+        If ``model`` is not an lrp_ref model, or a layer is of an unknown type.
     ImportError
         If PyTorch is not installed.
     """
     torch = _import_torch()
+    if not isinstance(model, Graph):
+        raise TypeError(f"to_torch converts an lrp_ref.Sequential or Graph; got {type(model).__name__}")
+    modules = [_to_module(i, layer) for i, layer in enumerate(model)]
+    if isinstance(model, Sequential):
+        return torch.nn.Sequential(*modules).eval()
+    return _graph_module(torch, model, modules).eval()
+
+
+def _graph_module(torch: Any, model: Graph, modules: list[Any]) -> Any:
+    """A torch module running the nodes of ``model`` in order."""
+    names = [node.name.replace(".", "_") for node in model.nodes]
+    sources = [model.sources(i) for i in range(len(model))]
+    kinds = ["add" if isinstance(layer, Add) else "cat" if isinstance(layer, Concat) else "one" for layer in model]
+
+    class GraphModule(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.nodes = torch.nn.ModuleDict({n: m for n, m in zip(names, modules) if m is not None})
+
+        def forward(self, x: Any) -> Any:
+            tensors = [x]
+            for name, kind, srcs in zip(names, kinds, sources):
+                inputs = [tensors[t] for t in srcs]
+                if kind == "add":
+                    out = inputs[0]
+                    for other in inputs[1:]:
+                        out = out + other
+                elif kind == "cat":
+                    out = torch.cat(inputs, dim=1)
+                else:
+                    out = self.nodes[name](inputs[0])
+                tensors.append(out)
+            return tensors[-1]
+
+    return GraphModule()
+
+
+def _to_module(i: int, layer: Layer) -> Any:
+    """The torch module of one lrp_ref layer (None for the merge layers, which a graph module computes itself)."""
+    torch = _import_torch()
     nn = torch.nn
-    if not isinstance(model, Sequential):
-        raise TypeError(f"to_torch converts an lrp_ref.Sequential; got {type(model).__name__}")
 
     def tensor(a: NDArray[Any]) -> Any:
         return nn.Parameter(torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64))
 
-    modules = []
-    for i, layer in enumerate(model):
-        m: Any
-        if isinstance(layer, Dense):
-            m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
-            m.weight = tensor(layer.weight)
-            if layer.bias is not None:
-                m.bias = tensor(layer.bias)
-        elif isinstance(layer, Conv2d):
-            m = nn.Conv2d(
-                layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
-                dtype=torch.float64,
+    m: Any
+    if isinstance(layer, Add):
+        if not np.all(layer.weight == 1):
+            raise LayerParameterError(f"layer {i} ({layer.describe()}): a torch sum cannot weight its summands")
+        return None
+    if isinstance(layer, Concat):
+        return None
+    if isinstance(layer, Dense):
+        m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
+        m.weight = tensor(layer.weight)
+        if layer.bias is not None:
+            m.bias = tensor(layer.bias)
+    elif isinstance(layer, Conv2d):
+        m = nn.Conv2d(
+            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
+            dtype=torch.float64,
+        )
+        m.weight = tensor(layer.weight)
+        if layer.bias is not None:
+            m.bias = tensor(layer.bias)
+    elif isinstance(layer, AvgPool2d):
+        kh, kw = layer.kernel_size  # type: ignore[misc]
+        if not np.array_equal(layer.weight, np.full((kh, kw), 1.0 / (kh * kw), dtype=layer.dtype)):
+            raise LayerParameterError(
+                f"layer {i} ({layer.describe()}): torch.nn.AvgPool2d cannot express modified window weights"
             )
-            m.weight = tensor(layer.weight)
-            if layer.bias is not None:
-                m.bias = tensor(layer.bias)
-        elif isinstance(layer, AvgPool2d):
-            kh, kw = layer.kernel_size  # type: ignore[misc]
-            if not np.array_equal(layer.weight, np.full((kh, kw), 1.0 / (kh * kw), dtype=layer.dtype)):
-                raise LayerParameterError(
-                    f"layer {i} ({layer.describe()}): torch.nn.AvgPool2d cannot express modified window weights"
-                )
-            m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
-        elif isinstance(layer, MaxPool2d):
-            m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
-        elif isinstance(layer, ReLU):
-            m = nn.ReLU()
-        elif isinstance(layer, Flatten):
-            m = nn.Flatten()
-        else:
-            raise TypeError(f"layer {i}: to_torch does not know {type(layer).__name__}")
-        modules.append(m)
-    return nn.Sequential(*modules).eval()
+        m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
+    elif isinstance(layer, MaxPool2d):
+        m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
+    elif isinstance(layer, ReLU):
+        m = nn.ReLU()
+    elif isinstance(layer, Flatten):
+        m = nn.Flatten()
+    else:
+        raise TypeError(f"layer {i}: to_torch does not know {type(layer).__name__}")
+    return m

@@ -112,3 +112,14 @@ def test_unsupported_operations_are_refused_naming_the_node(fn, fragment) -> Non
     with pytest.raises(LayerParameterError, match="traced node") as info:
         lrp_ref.from_torch(_Wrap(fn).double())
     assert fragment in str(info.value)
+
+
+def test_round_trip_graph_torch_graph() -> None:
+    m, x = model_and_input(2)
+    g = lrp_ref.from_torch(m)
+    back = lrp_ref.to_torch(g)
+    expected = m.logits(x).detach().numpy()
+    np.testing.assert_allclose(back(x).detach().numpy(), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    again = lrp_ref.from_torch(back)
+    assert [type(layer) for layer in again] == [type(layer) for layer in g]
+    np.testing.assert_allclose(again.forward(x.numpy()), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
