@@ -145,12 +145,16 @@ class Ledger:
             )
 
     def table(self, sample: int = 0) -> str:
-        """A readable table of one sample's ledger, from the output layer down."""
-        header = f"{'layer':>5}  {'type':<30} {'rule':<40} {'R out':>12} {'R in':>12} {'absorbed':>12} {'residual':>10}"
+        """A readable table of one sample's ledger, from the output layer down (a graph's nodes by name)."""
+        # columns as wide as the longest entry (at least 30 and 40, at most 60 characters)
+        lw = min(max([30] + [len(e.layer) for e in self.entries]), 60)
+        rw = min(max([40] + [len(e.rule) for e in self.entries]), 60)
+        header = (f"{'layer':>5}  {'type':<{lw}} {'rule':<{rw}} {'R out':>12} {'R in':>12} {'absorbed':>12} "
+                  f"{'residual':>10}")
         lines = [header, "-" * len(header)]
         for e in reversed(self.entries):
             lines.append(
-                f"{e.index:>5}  {e.layer[:30]:<30} {e.rule[:40]:<40} {e.r_out[sample]:>12.6g} "
+                f"{e.index:>5}  {e.layer[:lw]:<{lw}} {e.rule[:rw]:<{rw}} {e.r_out[sample]:>12.6g} "
                 f"{e.r_in[sample]:>12.6g} {e.absorbed[sample]:>12.4g} {e.residual[sample]:>10.2e}"
             )
         lines.append("-" * len(header))
