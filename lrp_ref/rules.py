@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
-from .layers import AvgPool2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .layers import AvgPool2d, BatchNorm, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
 __all__ = [
@@ -153,6 +153,8 @@ class Rule:
         forward pass.  Unset conventions take lrp_ref's defaults;
         :func:`lrp_ref.explain` resolves them with the chosen profile first.
         """
+        if isinstance(layer, LinearLayer):
+            layer = layer.for_input(tuple(a.shape[1:]))  # weights that depend on the input size made explicit
         if z is None and isinstance(layer, LinearLayer) and self._uses_z:
             z = layer.forward(a)
         return self.resolved()._relevance(layer, a, R, z)
@@ -533,16 +535,18 @@ class Flat(Rule):
 
 @dataclass(frozen=True, repr=False)
 class Pass(Rule):
-    """Pass relevance through unchanged (reshaped to the input): for ReLU and Flatten.
+    """Pass relevance through unchanged (reshaped to the input): for ReLU, Flatten and batch norm.
 
     .. math:: R_j = R_j^{above}
 
     An element-wise activation keeps each neuron's relevance (Montavon et al.
     2019, Sec. 10.2: relevance is propagated through the linear layers; the
     activation only decides which neurons carry it).  Nothing is absorbed.
+    On a :class:`~lrp_ref.layers.BatchNorm` left un-canonized it is zennit's
+    ``Pass`` (each channel's relevance kept, the shift ignored).
     """
 
-    layer_types = (ReLU, Flatten)
+    layer_types = (ReLU, Flatten, BatchNorm)
 
     def _relevance(self, layer: Layer, a: Array, R: Array, z: Array | None) -> Propagation:
         return Propagation(R.reshape(a.shape), np.zeros(a.shape[0], dtype=R.dtype))
