@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lrp_ref.layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dense
+from lrp_ref.layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BinSum2d, Conv2d, Dense
 from lrp_ref.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZBox, ZPlus
 
 Array = NDArray[Any]
@@ -54,6 +54,7 @@ __all__ = [
     "naive_adaptive_avgpool2d",
     "naive_avgpool2d",
     "naive_batchnorm",
+    "naive_binsum2d",
     "naive_channel_affine",
     "naive_conv2d",
     "naive_dense",
@@ -220,6 +221,19 @@ def naive_adaptive_avgpool2d(x: Array, output_size: Any, bin_weight: Array | Non
     return out
 
 
+def naive_binsum2d(x: Array, row_bins: Any, col_bins: Any, weight: Array) -> Array:
+    """``out[n, c, y, x] = weight[y, x] * sum of x[n, c, r, q] over r in row bin y, q in column bin x``, as loops."""
+    n_batch, n_chan = x.shape[:2]
+    out = np.zeros((n_batch, n_chan, len(row_bins), len(col_bins)), dtype=np.float64)
+    for c in range(n_chan):
+        for y, (r0, r1) in enumerate(row_bins):
+            for xx, (q0, q1) in enumerate(col_bins):
+                for r in range(r0, r1):
+                    for q in range(q0, q1):
+                        out[:, c, y, xx] += weight[y, xx] * x[:, c, r, q]
+    return out
+
+
 def naive_batchnorm(x: Array, gamma: Array, beta: Array, mean: Array, var: Array, eps: float) -> Array:
     """``(x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c``, channel by channel, as PyTorch documents it."""
     out = np.zeros(x.shape, dtype=np.float64)
@@ -349,6 +363,8 @@ def _naive_apply(layer: Any, x: Array, weight: Array | None = None, with_bias: b
         return naive_avgpool2d(x, layer.kernel_size, layer.stride, w, layer.padding)
     if isinstance(layer, AdaptiveAvgPool2d):
         return naive_adaptive_avgpool2d(x, layer.output_size, weight)
+    if isinstance(layer, BinSum2d):
+        return naive_binsum2d(x, layer.row_bins, layer.col_bins, layer.weight if weight is None else weight)
     if isinstance(layer, BatchNorm):
         scale, shift = batchnorm_scale(layer)
         return naive_channel_affine(x, scale if weight is None else weight, shift if with_bias else None)
@@ -389,6 +405,8 @@ def connectivity_matrix(layer: Any, input_shape: tuple[int, ...]) -> Array:
         ones = np.ones(np.shape(layer.window_weight))
     elif isinstance(layer, BatchNorm):
         ones = np.ones(len(layer.gamma))
+    elif isinstance(layer, BinSum2d):
+        ones = np.ones((len(layer.row_bins), len(layer.col_bins)))
     else:
         ones = np.ones(np.shape(layer.weight))
     return _probe(layer, input_shape, ones)
