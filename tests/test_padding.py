@@ -197,3 +197,20 @@ def test_bad_padding_is_refused(make: Any, value: Any, word: str) -> None:
     with pytest.raises(LrpRefError) as info:
         make(value)
     assert word in str(info.value), str(info.value)
+
+
+def test_find_near_ties_on_asymmetric_max_pool_and_new_layers() -> None:
+    """lrp_ref.testing follows four-sided padding (tie positions in the unpadded input) and the
+    pools whose weights depend on the input size (its error magnitudes go through for_input)."""
+    from lrp_ref import BatchNorm2d, Sequential, explain, testing
+    from lrp_ref.layers import AdaptiveAvgPool2d, Dense, Flatten, LinearLayer
+    from lrp_ref.rules import LRP0
+
+    x = np.arange(16.0).reshape(1, 1, 4, 4) + 1.0
+    x[0, 0, 2, 2] = x[0, 0, 1, 1] = 20.0  # a tie in window (1, 1): rows 1-2, cols 1-2 of the input
+    model = Sequential([BatchNorm2d([1.0], [0.0], [0.0], [1.0], eps=0.0), MaxPool2d(2, padding=(1, 0, 1, 0)),
+                        AdaptiveAvgPool2d(3), AvgPool2d(2, 1, padding=(0, 1, 0, 1), count_include_pad=False),
+                        Flatten(), Dense(np.ones((1, 9)))])
+    e = explain(model, x, [LRP0() if isinstance(layer, LinearLayer) else None for layer in model])
+    ties = testing.find_near_ties(model, e).ties
+    assert [(t.layer, t.window, t.inputs, t.gap) for t in ties] == [(1, (1, 1), ((1, 1), (2, 2)), 0.0)]
