@@ -214,3 +214,14 @@ def test_find_near_ties_on_asymmetric_max_pool_and_new_layers() -> None:
     e = explain(model, x, [LRP0() if isinstance(layer, LinearLayer) else None for layer in model])
     ties = testing.find_near_ties(model, e).ties
     assert [(t.layer, t.window, t.inputs, t.gap) for t in ties] == [(1, (1, 1), ((1, 1), (2, 2)), 0.0)]
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_save_refuses_padded_average_pooling_rather_than_dropping_it(tmp_path: Any, count_include_pad: bool) -> None:
+    from lrp_ref import Sequential, save
+    from lrp_ref.errors import ModelFormatError
+
+    model = Sequential([AvgPool2d(3, 1, padding=1, count_include_pad=count_include_pad)])
+    with pytest.raises(ModelFormatError, match="padding"):
+        save(model, tmp_path / "m.h5")
+    assert not (tmp_path / "m.h5").exists()
