@@ -270,6 +270,9 @@ def to_torch(model: Sequential) -> Any:
     modules = []
     for i, layer in enumerate(model):
         m: Any
+        if len(getattr(layer, "padding", ())) == 4:  # torch.nn's layers pad both sides alike
+            raise LayerParameterError(f"layer {i} ({layer.describe()}): torch.nn cannot express padding "
+                                      "(top, bottom, left, right) in the layer itself")
         if isinstance(layer, Dense):
             m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
             m.weight = tensor(layer.weight)
@@ -290,7 +293,8 @@ def to_torch(model: Sequential) -> Any:
                 raise LayerParameterError(
                     f"layer {i} ({layer.describe()}): torch.nn.AvgPool2d cannot express modified window weights"
                 )
-            m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
+            m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                             count_include_pad=layer.count_include_pad)
         elif isinstance(layer, MaxPool2d):
             m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
         elif isinstance(layer, ReLU):

@@ -158,3 +158,18 @@ def test_canonize_against_torch_conv_batchnorm() -> None:
     merged = L.canonize(model)
     assert len(merged) == len(model) - 3
     assert_agrees(merged.forward(x), expected)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_to_torch_keeps_average_pooling_padding(count_include_pad: bool) -> None:
+    model = L.Sequential([AvgPool2d(3, 2, padding=1, count_include_pad=count_include_pad)])
+    x = np.random.default_rng(10).normal(size=(2, 2, 6, 7))
+    with torch.no_grad():
+        assert_agrees(model.forward(x), L.to_torch(model)(_t(x)))
+
+
+def test_to_torch_refuses_asymmetric_padding() -> None:
+    for layer in (L.Conv2d(np.ones((1, 1, 3, 3)), padding=(0, 1, 0, 1)), L.MaxPool2d(2, padding=(0, 1, 0, 1)),
+                  AvgPool2d(2, padding=(0, 1, 0, 1))):
+        with pytest.raises(L.LayerParameterError, match="top, bottom, left, right"):
+            L.to_torch(L.Sequential([layer]))
