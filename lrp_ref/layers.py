@@ -3,8 +3,10 @@
 Activations are batch-first; images are NCHW; parameters use PyTorch's layout
 (Dense weight (out, in), Conv2d weight (out, in/groups, kh, kw)).
 
-A *linear* layer (:class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`) computes
-``z = linear(a) + bias`` and exposes three things the rules need:
+A *linear* layer (:class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`,
+:class:`AdaptiveAvgPool2d`, :class:`GlobalAvgPool2d`, :class:`BatchNorm1d`,
+:class:`BatchNorm2d`) computes ``z = linear(a) + bias`` and exposes three
+things the rules need:
 
 * ``linear(a)``   the bias-free linear map ``a -> W a``;
 * ``vjp(s, input_shape)`` its exact adjoint ``s -> W^T s`` (vector-Jacobian product);
@@ -12,15 +14,20 @@ A *linear* layer (:class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`) computes
   ``newlayer(layer, rho)``), used for the modified forward passes of the rules;
 
 plus ``bias_term()``, the bias in a shape that broadcasts against one sample's
-output.  Every rule in :mod:`lrp_ref.rules` is written once against these
-methods.  Layers hold only their parameters: they are frozen, their arrays
-read-only, and activations live in the list returned by the forward sweep.
+output, and ``for_input(input_shape)``, the layer with weights made explicit
+for one input size (the average pools whose weights ``1 / |bin|`` depend on
+it become a :class:`BinSum2d`; every other layer is itself).  Every rule in
+:mod:`lrp_ref.rules` is written once against these methods.  Layers hold
+only their parameters: they are frozen, their arrays read-only, and
+activations live in the list returned by the forward sweep.
 
 Constructors refuse what they cannot compute with, naming the parameter:
 empty or non-real (complex, bool, string) weights, bools or floats for sizes,
 and sizes beyond fixed limits: stride, padding and dilation at most
 :data:`MAX_EXTENT` (2**16), a pooling window's side at most :data:`MAX_KERNEL`
-(2**12).  Output sizes are computed in Python ints, and a layer refuses
+(2**12).  Padding is an int, a pair ``(rows, cols)`` or four sides ``(top,
+bottom, left, right)`` (see :func:`same_padding` for TensorFlow's ``'same'``).
+Output sizes are computed in Python ints, and a layer refuses
 (:class:`~lrp_ref.errors.ShapeError`) an input for which one sample's output,
 or its padded input, would exceed :data:`MAX_ELEMENTS` (2**31) elements.
 """

@@ -176,7 +176,8 @@ def test_padded_avgpool_by_hand() -> None:
 def test_unpadded_avgpool_ignores_count_include_pad() -> None:
     a = _rng("unpadded").normal(size=(2, 2, 6, 6))
     assert_array_equal(AvgPool2d(2, count_include_pad=False).forward(a), AvgPool2d(2).forward(a))
-    assert AvgPool2d(2, count_include_pad=False).for_input((2, 6, 6)) is not None
+    layer = AvgPool2d(2, count_include_pad=False)
+    assert layer.for_input((2, 6, 6)) is layer
 
 
 # ----------------------------------------------------------------------------- adjoints
