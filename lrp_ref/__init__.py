@@ -3,12 +3,14 @@
 Public API::
 
     from lrp_ref import Sequential, Graph, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten, Add, Concat
-    from lrp_ref import explain, rules, composites, load, save
+    from lrp_ref import BatchNorm1d, BatchNorm2d, AdaptiveAvgPool2d, GlobalAvgPool2d, same_padding
+    from lrp_ref import explain, rules, composites, load, save, canonize
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
 
 from . import composites, profiles, rules, testing
+from .canonize import canonize
 from .errors import (
     ArgumentError,
     ConservationError,
@@ -25,7 +27,19 @@ from .errors import (
 from .explain import Explanation, explain
 from .graph import Graph, Node, Sequential
 from .io import load, save
-from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    GlobalAvgPool2d,
+    MaxPool2d,
+    ReLU,
+    same_padding,
+)
 from .ledger import Ledger
 from .merge import Add, Concat
 from .torch_bridge import from_torch, to_torch
@@ -33,15 +47,19 @@ from .torch_bridge import from_torch, to_torch
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveAvgPool2d",
     "Add",
     "ArgumentError",
     "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Concat",
     "ConservationError",
     "Conv2d",
     "Dense",
     "Explanation",
     "Flatten",
+    "GlobalAvgPool2d",
     "Graph",
     "LayerParameterError",
     "Ledger",
@@ -58,12 +76,14 @@ __all__ = [
     "ShapeError",
     "TargetError",
     "__version__",
+    "canonize",
     "composites",
     "explain",
     "from_torch",
     "load",
     "profiles",
     "rules",
+    "same_padding",
     "save",
     "testing",
     "to_torch",

@@ -32,7 +32,7 @@ from typing import Any
 
 from .errors import LayerParameterError
 from .graph import INPUT, Graph, Node, Sequential
-from .layers import Flatten, Layer, ReLU
+from .layers import AdaptiveAvgPool2d, Flatten, Layer, ReLU
 from .merge import Add, Concat
 
 __all__ = ["trace"]
@@ -182,9 +182,9 @@ def _operation(n: Any, gm: Any, functions: dict[Callable[..., Any], str], dtype:
     if kind == "softmax":
         return kind, DROPPED, args[:1]
     # adaptive_avg_pool2d
-    from .layers import AdaptiveAvgPool2d  # type: ignore[attr-defined]
-
     size = args[1] if len(args) > 1 else kwargs.get("output_size")
+    if size is None:
+        raise _Refused("adaptive_avg_pool2d needs an output_size")
     return kind, AdaptiveAvgPool2d(size, dtype=dtype), args[:1]
 
 

@@ -34,6 +34,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 Pair = tuple[int, int]
+#: Padding of the two spatial axes: ``(rows, cols)`` on both sides, or ``(top, bottom, left, right)``.
+Padding = tuple[int, int] | tuple[int, int, int, int]
 Array = NDArray[Any]
 
 #: Upper bound of the window matrix (im2col) held at once, in bytes.  Measured on
@@ -42,9 +44,21 @@ Array = NDArray[Any]
 BLOCK_BYTES = 16 * 2**20
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Number of window positions along one axis (PyTorch's formula, floor mode)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def output_size(size: int, kernel: int, stride: int, padding: int | Pair, dilation: int) -> int:
+    """Number of window positions along one axis (PyTorch's formula, floor mode).
+
+    ``padding`` is added on both sides (an int) or is ``(before, after)``.
+    """
+    before, after = (padding, padding) if isinstance(padding, int) else padding
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def sides(padding: Padding) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of a padding given as ``(rows, cols)`` or already as four sides."""
+    if len(padding) == 2:
+        return padding[0], padding[0], padding[1], padding[1]
+    top, bottom, left, right = padding
+    return top, bottom, left, right
 
 
 def offsets(
@@ -127,16 +141,50 @@ def col2im(cols: Array, grad: Array, kernel: Pair, stride: Pair, dilation: Pair,
         grad[:, :, row_slice, col_slice] += cols6[:, :, i, j]
 
 
-def pad(x: Array, padding: Pair, value: float = 0.0) -> Array:
-    """Pad the two spatial axes of an NCHW array (no copy when padding is zero)."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def pad(x: Array, padding: Padding, value: float = 0.0) -> Array:
+    """Pad the two spatial axes of an NCHW array (no copy when padding is zero).
+
+    ``padding`` is ``(rows, cols)`` (both sides alike) or ``(top, bottom, left, right)``.
+    """
+    top, bottom, left, right = sides(padding)
+    if top == bottom == left == right == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
-def crop(x: Array, padding: Pair) -> Array:
+def crop(x: Array, padding: Padding) -> Array:
     """Inverse of :func:`pad` on the spatial axes."""
-    ph, pw = padding
+    top, bottom, left, right = sides(padding)
     h, w = x.shape[2], x.shape[3]
-    return x[:, :, ph : h - ph, pw : w - pw]
+    return x[:, :, top : h - bottom, left : w - right]
+
+
+# ----------------------------------------------------------------------------- rectangular bins
+#
+# Pools whose windows are not one kernel slid at one stride (adaptive pooling), or
+# whose windows are clipped to the image (average pooling that does not count the
+# padding) are written with bins: along each axis, output i sums the half-open
+# interval [start_i, stop_i) of the input.  The bins of the two axes make the
+# rectangle of each output.
+
+
+def adaptive_bins(size: int, n_out: int) -> tuple[tuple[int, int], ...]:
+    """PyTorch's adaptive pooling bins: ``[floor(i size / n_out), ceil((i + 1) size / n_out))`` for every output i."""
+    return tuple(((i * size) // n_out, -((-(i + 1) * size) // n_out)) for i in range(n_out))
+
+
+def window_bins(size: int, n_out: int, kernel: int, stride: int, before: int) -> tuple[tuple[int, int], ...]:
+    """The windows of a pooling along one axis, clipped to the image: ``[i s - p, i s - p + k) ∩ [0, size)``.
+
+    ``before`` is the padding before the image (top or left).  Every window
+    must hold a pixel of the image (padding at most ``kernel - 1`` per side).
+    """
+    return tuple((max(i * stride - before, 0), min(i * stride - before + kernel, size)) for i in range(n_out))
+
+
+def bin_matrix(bins: tuple[tuple[int, int], ...], size: int, dtype: Any) -> Array:
+    """The 0/1 membership matrix (n_bins, size) of the bins: entry ``[i, r]`` is 1 if ``start_i <= r < stop_i``."""
+    m = np.zeros((len(bins), size), dtype)
+    for i, (start, stop) in enumerate(bins):
+        m[i, start:stop] = 1
+    return m

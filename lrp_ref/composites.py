@@ -27,9 +27,9 @@ from typing import Any
 from ._checks import check_int
 from .errors import RuleAssignmentError, RuleParameterError
 from .graph import Graph
-from .layers import AvgPool2d, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
+from .layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
 from .merge import Add, MergeLayer
-from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus, default_rule
+from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
     "Composite",
@@ -68,7 +68,7 @@ class Composite:
         """One entry per layer: a rule, or None for the layer's default."""
         raise NotImplementedError
 
-    def rules_for(self, model: Graph, default_for: DefaultFor = default_rule) -> list[Rule]:
+    def rules_for(self, model: Graph, default_for: DefaultFor | None = None) -> list[Rule]:
         """The explicit rule of every layer of ``model`` (``default_for`` gives the rules of layers it leaves open)."""
         return resolve_rules(self.assign(model), model, default_for)
 
@@ -102,7 +102,7 @@ class LayerTypeComposite(Composite):
                     first_seen = True
                 else:
                     rule = self.conv if isinstance(layer, Conv2d) else self.dense
-            elif isinstance(layer, AvgPool2d):
+            elif isinstance(layer, (AvgPool2d, AdaptiveAvgPool2d)):
                 rule = self.avgpool
             elif isinstance(layer, Add):
                 rule = self.merge
@@ -158,7 +158,7 @@ class DepthComposite(Composite):
 
 
 def linear_depths(model: Graph) -> list[int]:
-    """Per node: 0 unless its layer is linear (merges excluded), else its depth along the longest path.
+    """Per node: 0 unless its layer is linear (merges and batch norms excluded), else its depth along the longest path.
 
     The depth of a linear layer is the number of linear layers the longest
     path from the input to it crosses, itself included: 1 for the layers that
@@ -167,7 +167,7 @@ def linear_depths(model: Graph) -> list[int]:
     reached = [0]  # per tensor: the most linear layers on a path from the input to it
     depths = []
     for i, layer in enumerate(model):
-        counts = isinstance(layer, LinearLayer) and not isinstance(layer, MergeLayer)
+        counts = isinstance(layer, LinearLayer) and not isinstance(layer, (MergeLayer, BatchNorm))
         d = max(reached[t] for t in model.sources(i)) + counts
         reached.append(d)
         depths.append(d if counts else 0)
@@ -321,7 +321,7 @@ def depth_based(
 def resolve_rules(
     rules: Rule | Composite | Sequence[Rule | None],
     model: Graph,
-    default_for: DefaultFor = default_rule,
+    default_for: DefaultFor | None = None,
 ) -> list[Rule]:
     """One explicit rule per layer of ``model``.
 
@@ -337,6 +337,10 @@ def resolve_rules(
       for ``default_for(layer, None)``.  Rules named in a composite or a list
       are followed as written.
     """
+    if default_for is None:  # lrp_ref's own conventions
+        from .profiles import PROFILES
+
+        default_for = PROFILES["lrp_ref"].default_rule
     if isinstance(rules, Composite):
         return rules.rules_for(model, default_for)
     if isinstance(rules, Rule):

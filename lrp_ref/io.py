@@ -285,6 +285,9 @@ def _checked_for_writing(model: Sequential, where: str) -> dict[str, Any]:
         if getattr(_LAYERS.get(type(layer).__name__), "make", None) is not type(layer):
             raise ModelFormatError(f"{where}: layer {i} is a {type(layer).__name__}; the format stores only "
                                    f"{', '.join(_LAYERS)}")
+        if isinstance(layer, AvgPool2d) and layer.padding != (0, 0):  # not silently dropped: schema 1 has no field
+            raise ModelFormatError(f"{where}: layer {i} ({layer.describe()}): the format does not store average "
+                                   "pooling padding (nor count_include_pad)")
     return meta
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .layers import AvgPool2d, Flatten, Layer, MaxPool2d, ReLU
+from .layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Flatten, Layer, MaxPool2d, ReLU
 from .merge import Add, Concat
 from .rules import (
     DEFAULTS,
@@ -79,6 +79,12 @@ class Profile:
         The rule a residual sum (:class:`~lrp_ref.merge.Add`) takes unless a
         composite or list names one: the proportional rule with the profile's
         epsilon, ``Epsilon()`` (zennit's ``Norm``; iNNvestigate: its Z rule).
+    batchnorm_pass : bool
+        A batch norm left un-canonized (:func:`lrp_ref.canonize` merges it)
+        takes ``Pass()`` even when a single rule is given (zennit's ``Pass``);
+        otherwise a single rule reaches it as a linear layer.  Where a
+        composite or list names no rule for it, it takes ``Pass()`` under
+        every profile.
     avgpool_epsilon : bool
         Average pooling takes the epsilon rule: an ``Epsilon`` assigned to it
         is kept, any other rule becomes ``Epsilon(stabiliser)`` (zennit's
@@ -103,6 +109,7 @@ class Profile:
     maxpool_as_average: bool = False
     avgpool: Rule | None = None
     add: Rule = field(default_factory=Epsilon)
+    batchnorm_pass: bool = False
     avgpool_epsilon: bool = False
     window_sum_epsilon: float | None = None
     start: Literal["value", "one"] = "value"
@@ -120,20 +127,22 @@ class Profile:
             if self.maxpool_as_average and isinstance(given, Epsilon):
                 return AverageInstead(given)
             return self.maxpool
-        if isinstance(layer, AvgPool2d):
+        if isinstance(layer, (AvgPool2d, AdaptiveAvgPool2d)):
             return self.avgpool if self.avgpool is not None else given
         if isinstance(layer, Add):
             return self.add
+        if isinstance(layer, BatchNorm):
+            return given if given is not None and not self.batchnorm_pass else Pass()
         if isinstance(layer, (ReLU, Flatten, Concat)):
             return Pass()
         return None
 
     def resolve(self, rule: Rule, layer: Layer) -> Rule:
         """The rule ``layer`` takes under this profile, every unset convention filled in."""
-        if isinstance(layer, AvgPool2d):
+        if isinstance(layer, (AvgPool2d, AdaptiveAvgPool2d)):
             if self.avgpool_epsilon and not isinstance(rule, Epsilon):
                 rule = Epsilon(self.choice("stabilizer"))
-            if self.window_sum_epsilon is not None:
+            if self.window_sum_epsilon is not None and isinstance(layer, AvgPool2d):
                 return self._on_window_sum(rule.resolved(self.defaults), layer)
         return rule.resolved(self.defaults)
 
@@ -184,6 +193,7 @@ PROFILES: dict[str, Profile] = {
             maxpool=WinnerTakesAll(ties="first"),
             start="one",
             avgpool_epsilon=True,
+            batchnorm_pass=True,
         ),
         Profile(
             "captum",
@@ -264,6 +274,8 @@ _TABLE_ROWS: list[tuple[str, Callable[[Profile], str]]] = [
      else f"the rule given, stabilisers on the plain window sum (LRP-0: {p.window_sum_epsilon:g})"
      if p.window_sum_epsilon is not None
      else "the rule given (a linear layer)"),
+    ("batch norm (un-canonized)", lambda p: "Pass()" if p.batchnorm_pass
+     else "the single rule given, as a linear layer; Pass() if none"),
     ("residual sum (Add)", lambda p: repr(p.add) + " unless a composite names one"),
     ("start relevance", lambda p: {"value": "logit x one-hot", "one": "one-hot"}[p.start]),
 ]

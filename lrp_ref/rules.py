@@ -30,8 +30,8 @@ from numpy.typing import NDArray
 
 from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
-from .layers import AvgPool2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
-from .merge import Add, Concat
+from .layers import AvgPool2d, BatchNorm, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .merge import Concat
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "WinnerTakesAll",
     "ZBox",
     "ZPlus",
-    "default_rule",
     "stabilize",
 ]
 
@@ -154,6 +153,8 @@ class Rule:
         forward pass.  Unset conventions take lrp_ref's defaults;
         :func:`lrp_ref.explain` resolves them with the chosen profile first.
         """
+        if isinstance(layer, LinearLayer):
+            layer = layer.for_input(tuple(a.shape[1:]))  # weights that depend on the input size made explicit
         if z is None and isinstance(layer, LinearLayer) and self._uses_z:
             z = layer.forward(a)
         return self.resolved()._relevance(layer, a, R, z)
@@ -534,7 +535,7 @@ class Flat(Rule):
 
 @dataclass(frozen=True, repr=False)
 class Pass(Rule):
-    """Pass relevance through unchanged (reshaped to the input): for ReLU, Flatten and Concat.
+    """Pass relevance through unchanged (reshaped to the input): for ReLU, Flatten, Concat and batch norm.
 
     .. math:: R_j = R_j^{above}
 
@@ -542,9 +543,11 @@ class Pass(Rule):
     2019, Sec. 10.2: relevance is propagated through the linear layers; the
     activation only decides which neurons carry it).  A concatenation hands
     each input the relevance of its own slice.  Nothing is absorbed.
+    On a :class:`~lrp_ref.layers.BatchNorm` left un-canonized it is zennit's
+    ``Pass`` (each channel's relevance kept, the shift ignored).
     """
 
-    layer_types = (ReLU, Flatten, Concat)
+    layer_types = (ReLU, Flatten, Concat, BatchNorm)
 
     def _relevance(self, layer: Layer, a: Array, R: Array, z: Array | None) -> Propagation:
         return Propagation(R.reshape(a.shape), np.zeros(a.shape[0], dtype=R.dtype))
@@ -642,23 +645,3 @@ class AverageInstead(Rule):
 
     def __repr__(self) -> str:
         return f"AverageInstead({self.rule!r})"
-
-
-def default_rule(layer: Layer, given: Rule | None = None) -> Rule | None:
-    """The rule a layer without weights takes unless told otherwise (lrp_ref's conventions).
-
-    ``given`` is the single rule passed to :func:`lrp_ref.explain`, if any:
-    average pooling takes it; max pooling, ReLU, Flatten and the merge layers
-    keep their own (a residual sum: the proportional rule with a stabiliser,
-    ``Epsilon()``, zennit's ``Norm``).  None where there is no rule to choose
-    (a Dense or Conv2d layer).
-    """
-    if isinstance(layer, MaxPool2d):
-        return WinnerTakesAll()
-    if isinstance(layer, (ReLU, Flatten, Concat)):
-        return Pass()
-    if isinstance(layer, Add):
-        return Epsilon()
-    if isinstance(layer, AvgPool2d):
-        return given
-    return None

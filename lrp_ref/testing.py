@@ -362,6 +362,7 @@ def _magnitudes(model: Sequential, activations: tuple[Array, ...], margin: float
         if isinstance(layer, LinearLayer):
             wide = layer.astype(np.float64)
             assert isinstance(wide, LinearLayer)
+            wide = wide.for_input(a.shape[1:])  # pools whose weights depend on the input size: explicit
             magnitude = wide.with_weight(np.abs(wide.weight))
             bias = np.abs(layer.bias_term()).astype(np.float64)
             M = magnitude.linear(M) + magnitude.linear(np.abs(a).astype(np.float64))
@@ -417,10 +418,10 @@ def _window_ties(layer: MaxPool2d, a: Array, M: Array, R: Array, eps: float, ulp
     """
     kh, kw = layer.kernel_size  # type: ignore[misc]
     sh, sw = layer.stride  # type: ignore[misc]
-    ph, pw = layer.padding  # type: ignore[misc]
+    ph, _, pw, _ = sides = layer.padding_sides
     oh, ow = R.shape[2:]
-    ap = _windows.pad(a.astype(np.float64), (ph, pw), value=-np.inf)
-    Mp = _windows.pad(M, (ph, pw), value=0.0)
+    ap = _windows.pad(a.astype(np.float64), sides, value=-np.inf)
+    Mp = _windows.pad(M, sides, value=0.0)
     slices = [(i, j, rows, cols) for i, j, rows, cols in _windows.offsets((kh, kw), (sh, sw), (1, 1), (0, oh), ow)]
     values = np.stack([ap[:, :, rows, cols] for _, _, rows, cols in slices])   # (k, N, C, OH, OW)
     scales = np.stack([Mp[:, :, rows, cols] for _, _, rows, cols in slices])

@@ -1,4 +1,4 @@
-"""Convert between ``torch.nn.Sequential`` and :class:`lrp_ref.Sequential`.
+"""Convert between PyTorch models and lrp_ref models (:class:`lrp_ref.Sequential`, :class:`lrp_ref.Graph`).
 
 PyTorch is an optional extra: ``import lrp_ref`` never imports it, and this
 module imports it only inside :func:`from_torch` and :func:`to_torch`.  Use them
@@ -18,10 +18,16 @@ Supported modules (matched by exact type, so a subclass with its own
 ``ReLU``               :class:`~lrp_ref.layers.ReLU` (``inplace`` is irrelevant)
 ``MaxPool2d``          :class:`~lrp_ref.layers.MaxPool2d`: kernel, stride, padding;
                        ``dilation=1``, ``ceil_mode=False``, ``return_indices=False``
-``AvgPool2d``          :class:`~lrp_ref.layers.AvgPool2d`: kernel, stride;
-                       ``padding=0`` (so ``count_include_pad`` has no effect),
-                       ``ceil_mode=False``, ``divisor_override=None``
+``AvgPool2d``          :class:`~lrp_ref.layers.AvgPool2d`: kernel, stride, padding,
+                       ``count_include_pad``; ``ceil_mode=False``, ``divisor_override=None``
+``AdaptiveAvgPool2d``  :class:`~lrp_ref.layers.AdaptiveAvgPool2d` (an int or pair size)
+``BatchNorm1d/2d``     :class:`~lrp_ref.layers.BatchNorm1d` / ``BatchNorm2d`` with the
+                       running statistics (inference mode); merge them into the layer
+                       before with :func:`lrp_ref.canonize`
 ``Flatten``            :class:`~lrp_ref.layers.Flatten`: ``start_dim=1, end_dim=-1``
+``Dropout``,           nothing: the identity at inference
+``Identity``
+``Softmax``            dropped when it ends the model, noted in ``metadata["import_notes"]``
 ``Sequential``         flattened into its parent, in order
 =====================  =============================================================
 
@@ -41,18 +47,32 @@ from numpy.typing import DTypeLike, NDArray
 from ._checks import check_dtype
 from .errors import LayerParameterError, LrpRefError
 from .graph import Graph, Sequential
-from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2d,
+    ReLU,
+)
 from .merge import Add, Concat
 
 __all__ = ["SUPPORTED_MODULES", "from_torch", "to_torch"]
 
 #: Names of the ``torch.nn`` modules :func:`from_torch` converts (``Sequential`` is flattened).
-SUPPORTED_MODULES = ("Linear", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential")
+SUPPORTED_MODULES = ("Linear", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d",
+                     "BatchNorm2d", "Flatten", "Dropout", "Dropout2d", "Identity", "Softmax", "Sequential")
 
 _SUPPORTED_TEXT = (
     "supported: torch.nn.Linear, Conv2d (padding_mode='zeros'), ReLU, MaxPool2d (dilation=1, ceil_mode=False, "
-    "return_indices=False), AvgPool2d (padding=0, ceil_mode=False, divisor_override=None), "
-    "Flatten (start_dim=1, end_dim=-1), and nested Sequential"
+    "return_indices=False), AvgPool2d (ceil_mode=False, divisor_override=None), AdaptiveAvgPool2d, "
+    "BatchNorm1d/2d (running statistics), Flatten (start_dim=1, end_dim=-1), Dropout and Identity (dropped), "
+    "a final Softmax (dropped), and nested Sequential"
 )
 
 
@@ -137,6 +157,20 @@ def _convert_unchecked(module: Any, dtype: np.dtype[Any]) -> Layer | None:
 
     if kind in (nn.Dropout, nn.Dropout2d, nn.Identity):
         return None  # the identity at inference: the layer disappears
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
+        if module.running_mean is None or module.running_var is None:
+            raise refuse("track_running_stats=False is not supported (inference needs the running statistics)")
+        channels = module.num_features
+        gamma = _array(module.weight, dtype) if module.affine else np.ones(channels, dtype)
+        beta = _array(module.bias, dtype) if module.affine else np.zeros(channels, dtype)
+        make = BatchNorm1d if kind is nn.BatchNorm1d else BatchNorm2d
+        return make(gamma, beta, _array(module.running_mean, dtype), _array(module.running_var, dtype),
+                    eps=float(module.eps), dtype=dtype)
+    if kind is nn.AdaptiveAvgPool2d:
+        size = module.output_size
+        if size is None or (isinstance(size, (tuple, list)) and None in size):
+            raise refuse(f"output_size={size!r} is not supported (None keeps an input size lrp_ref cannot know)")
+        return AdaptiveAvgPool2d(_pair(size), dtype=dtype)
 
     if kind is nn.Linear:
         bias = None if module.bias is None else _array(module.bias, dtype)
@@ -170,17 +204,13 @@ def _convert_unchecked(module: Any, dtype: np.dtype[Any]) -> Layer | None:
         stride = module.stride if module.stride is not None else module.kernel_size
         return MaxPool2d(_pair(module.kernel_size), _pair(stride), _pair(module.padding), dtype=dtype)
     if kind is nn.AvgPool2d:
-        if _pair(module.padding) != (0, 0):
-            raise refuse(
-                f"padding={module.padding!r} is not supported (only 0: lrp_ref's AvgPool2d has no padding, "
-                "so count_include_pad never matters)"
-            )
         if module.ceil_mode:
             raise refuse("ceil_mode=True is not supported (lrp_ref pools in floor mode)")
         if module.divisor_override is not None:
             raise refuse(f"divisor_override={module.divisor_override!r} is not supported (only None)")
         stride = module.stride if module.stride is not None else module.kernel_size
-        return AvgPool2d(_pair(module.kernel_size), _pair(stride), dtype=dtype)
+        return AvgPool2d(_pair(module.kernel_size), _pair(stride), padding=_pair(module.padding),
+                         count_include_pad=bool(module.count_include_pad), dtype=dtype)
     if kind is nn.Flatten:
         if module.start_dim != 1 or module.end_dim != -1:
             raise refuse(
@@ -343,6 +373,9 @@ def _to_module(i: int, layer: Layer) -> Any:
         return None
     if isinstance(layer, Concat):
         return None
+    if len(getattr(layer, "padding", ())) == 4:  # torch.nn's layers pad both sides alike
+        raise LayerParameterError(f"layer {i} ({layer.describe()}): torch.nn cannot express padding "
+                                  "(top, bottom, left, right) in the layer itself")
     if isinstance(layer, Dense):
         m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
         m.weight = tensor(layer.weight)
@@ -363,9 +396,18 @@ def _to_module(i: int, layer: Layer) -> Any:
             raise LayerParameterError(
                 f"layer {i} ({layer.describe()}): torch.nn.AvgPool2d cannot express modified window weights"
             )
-        m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
+        m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                         count_include_pad=layer.count_include_pad)
     elif isinstance(layer, MaxPool2d):
         m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
+    elif isinstance(layer, AdaptiveAvgPool2d):
+        m = nn.AdaptiveAvgPool2d(layer.output_size)
+    elif isinstance(layer, BatchNorm):
+        make = nn.BatchNorm1d if isinstance(layer, BatchNorm1d) else nn.BatchNorm2d
+        m = make(layer.gamma.shape[0], eps=layer.eps, dtype=torch.float64)
+        m.weight, m.bias = tensor(layer.gamma), tensor(layer.beta)
+        m.running_mean = torch.tensor(np.asarray(layer.running_mean, dtype=np.float64))
+        m.running_var = torch.tensor(np.asarray(layer.running_var, dtype=np.float64))
     elif isinstance(layer, ReLU):
         m = nn.ReLU()
     elif isinstance(layer, Flatten):

@@ -8,7 +8,11 @@ size and window weights).
 * Layers are written as explicit Python loops over output positions and kernel
   offsets (PyTorch's cross-correlation semantics, zero padding handled by a
   bounds check rather than by padding an array).  Only the batch axis is
-  vectorised, so that probing all unit vectors at once stays cheap.
+  vectorised, so that probing all unit vectors at once stays cheap.  Padding
+  is an int, a pair (rows, cols) or four sides (top, bottom, left, right).
+  Batch norm is written as PyTorch documents it, ``(x - mean) / sqrt(var + eps)
+  * gamma + beta``, channel by channel; adaptive average pooling finds each
+  bin with exact rational arithmetic (``fractions.Fraction``).
 * :func:`dense_matrix` turns any linear layer into an explicit matrix
   ``W`` (in_size, out_size) and bias ``b`` (out_size,) with ``z = a @ W + b``
   (``a`` flattened per sample in C order), by pushing unit vectors through
@@ -30,20 +34,28 @@ eps * sign(z_nk)`` with ``sign(0) = +1`` the stabiliser; ``den = z + stab``.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lrp_ref.layers import AvgPool2d, Conv2d, Dense
+from lrp_ref.layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BinSum2d, Conv2d, Dense
 from lrp_ref.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZBox, ZPlus
 
 Array = NDArray[Any]
 
 __all__ = [
+    "adaptive_bin",
+    "batchnorm_scale",
     "connectivity_matrix",
     "dense_matrix",
+    "naive_adaptive_avgpool2d",
     "naive_avgpool2d",
+    "naive_batchnorm",
+    "naive_binsum2d",
+    "naive_channel_affine",
     "naive_conv2d",
     "naive_dense",
     "naive_maxpool2d",
@@ -67,11 +79,23 @@ def _pair(v: Any) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    # the number of valid window starts, counted rather than computed by formula
+def _sides(v: Any) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from an int, a pair (rows, cols) or four sides."""
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v), int(v), int(v)
+    if len(v) == 2:
+        return int(v[0]), int(v[0]), int(v[1]), int(v[1])
+    top, bottom, left, right = v
+    return int(top), int(bottom), int(left), int(right)
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int, after: int | None = None) -> int:
+    # the number of valid window starts, counted rather than computed by formula;
+    # ``padding`` before the image, ``after`` (default: the same) after it
+    after = padding if after is None else after
     count = 0
     start = -padding
-    while start + dilation * (kernel - 1) <= size - 1 + padding:
+    while start + dilation * (kernel - 1) <= size - 1 + after:
         count += 1
         start += stride
     return count
@@ -105,14 +129,16 @@ def naive_conv2d(
 
     ``out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] *
     x[n, g*Cg + c, y*sh + i*dh - ph, x*sw + j*dw - pw]`` where ``g = o // (O/G)``
-    is the group of output channel ``o`` and out-of-image pixels are zero.
+    is the group of output channel ``o``, ``ph``/``pw`` the top/left padding and
+    out-of-image pixels are zero.
     """
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    ph, pb, pw, pr = _sides(padding)
     n_batch, _, height, width = x.shape
     n_out, cg, kh, kw = weight.shape
     out_per_group = n_out // groups
-    oh = _out_size(height, kh, sh, ph, dh)
-    ow = _out_size(width, kw, sw, pw, dw)
+    oh = _out_size(height, kh, sh, ph, dh, pb)
+    ow = _out_size(width, kw, sw, pw, dw, pr)
     out = np.zeros((n_batch, n_out, oh, ow), dtype=np.result_type(x, weight))
     for o in range(n_out):
         g = o // out_per_group
@@ -132,29 +158,111 @@ def naive_conv2d(
     return out
 
 
-def naive_avgpool2d(x: Array, kernel_size: Any, stride: Any = None, window_weight: Array | None = None) -> Array:
-    """Average pooling (no padding, floor mode) as loops; ``window_weight`` (kh, kw) replaces 1/(kh kw)."""
+def naive_avgpool2d(x: Array, kernel_size: Any, stride: Any = None, window_weight: Array | None = None,
+                    padding: Any = 0, count_include_pad: bool = True) -> Array:
+    """Average pooling (floor mode, zero padding) as loops; ``window_weight`` (kh, kw) replaces 1/(kh kw).
+
+    ``count_include_pad=False`` (only with the default weights): each window's
+    in-image pixels summed and divided by their number, as PyTorch and
+    TensorFlow compute it.
+    """
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride if stride is not None else (kh, kw))
+    ph, pb, pw, pr = _sides(padding)
     if window_weight is None:
         window_weight = np.full((kh, kw), 1.0 / (kh * kw))
+    elif not count_include_pad:
+        raise ValueError("count_include_pad=False takes the default weights only")
     n_batch, n_chan, height, width = x.shape
-    oh = _out_size(height, kh, sh, 0, 1)
-    ow = _out_size(width, kw, sw, 0, 1)
+    oh = _out_size(height, kh, sh, ph, 1, pb)
+    ow = _out_size(width, kw, sw, pw, 1, pr)
     out = np.zeros((n_batch, n_chan, oh, ow), dtype=np.result_type(x, window_weight))
     for c in range(n_chan):
         for y in range(oh):
             for xx in range(ow):
+                count = 0
                 for i in range(kh):
                     for j in range(kw):
-                        out[:, c, y, xx] += window_weight[i, j] * x[:, c, y * sh + i, xx * sw + j]
+                        row, col = y * sh + i - ph, xx * sw + j - pw
+                        if 0 <= row < height and 0 <= col < width:
+                            count += 1
+                            if count_include_pad:
+                                out[:, c, y, xx] += window_weight[i, j] * x[:, c, row, col]
+                            else:
+                                out[:, c, y, xx] += x[:, c, row, col]
+                if not count_include_pad:
+                    out[:, c, y, xx] /= count
+    return out
+
+
+def adaptive_bin(i: int, n_in: int, n_out: int) -> range:
+    """Input positions of output ``i`` along one axis: ``floor(i n_in / n_out) <= r < ceil((i + 1) n_in / n_out)``."""
+    return range(math.floor(Fraction(i * n_in, n_out)), math.ceil(Fraction((i + 1) * n_in, n_out)))
+
+
+def naive_adaptive_avgpool2d(x: Array, output_size: Any, bin_weight: Array | None = None) -> Array:
+    """PyTorch's adaptive average pooling as loops: each output the mean of its bin.
+
+    ``bin_weight`` (OH, OW) replaces each bin's ``1 / |bin|``: output ``(y, x)``
+    is then ``bin_weight[y, x]`` times the sum of its bin (the weight of every
+    (input, output) pair of that bin).
+    """
+    oh, ow = _pair(output_size)
+    n_batch, n_chan, height, width = x.shape
+    out = np.zeros((n_batch, n_chan, oh, ow), dtype=np.float64)
+    for c in range(n_chan):
+        for y in range(oh):
+            for xx in range(ow):
+                pixels = [(r, q) for r in adaptive_bin(y, height, oh) for q in adaptive_bin(xx, width, ow)]
+                total = np.zeros(n_batch)
+                for r, q in pixels:
+                    total += x[:, c, r, q]
+                out[:, c, y, xx] = total / len(pixels) if bin_weight is None else bin_weight[y, xx] * total
+    return out
+
+
+def naive_binsum2d(x: Array, row_bins: Any, col_bins: Any, weight: Array) -> Array:
+    """``out[n, c, y, x] = weight[y, x] * sum of x[n, c, r, q] over r in row bin y, q in column bin x``, as loops."""
+    n_batch, n_chan = x.shape[:2]
+    out = np.zeros((n_batch, n_chan, len(row_bins), len(col_bins)), dtype=np.float64)
+    for c in range(n_chan):
+        for y, (r0, r1) in enumerate(row_bins):
+            for xx, (q0, q1) in enumerate(col_bins):
+                for r in range(r0, r1):
+                    for q in range(q0, q1):
+                        out[:, c, y, xx] += weight[y, xx] * x[:, c, r, q]
+    return out
+
+
+def naive_batchnorm(x: Array, gamma: Array, beta: Array, mean: Array, var: Array, eps: float) -> Array:
+    """``(x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c``, channel by channel, as PyTorch documents it."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    for c in range(x.shape[1]):
+        out[:, c] = (x[:, c] - mean[c]) / math.sqrt(float(var[c]) + eps) * gamma[c] + beta[c]
+    return out
+
+
+def batchnorm_scale(layer: Any) -> tuple[Array, Array]:
+    """A batch norm's affine map in Python floats, per channel: ``(gamma / sqrt(var + eps), beta - mean * scale)``."""
+    scale = [float(g) / math.sqrt(float(v) + layer.eps) for g, v in zip(layer.gamma, layer.running_var)]
+    shift = [float(b) - float(m) * s for b, m, s in zip(layer.beta, layer.running_mean, scale)]
+    return np.array(scale), np.array(shift)
+
+
+def naive_channel_affine(x: Array, scale: Array, shift: Array | None) -> Array:
+    """``x[:, c, ...] * scale[c] + shift[c]`` with a loop over channels and positions."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    for c in range(x.shape[1]):
+        for idx in np.ndindex(x.shape[2:]):
+            out[(slice(None), c, *idx)] = x[(slice(None), c, *idx)] * scale[c] + (0.0 if shift is None else shift[c])
     return out
 
 
 def _maxpool_window(height: int, width: int, y: int, xx: int, kernel: tuple[int, int], stride: tuple[int, int],
-                    padding: tuple[int, int]) -> list[tuple[int, int]]:
+                    padding: Any) -> list[tuple[int, int]]:
     """In-image pixels of one max-pool window, in row-major kernel order (padding is -inf: skipped)."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    (kh, kw), (sh, sw) = kernel, stride
+    ph, _, pw, _ = _sides(padding)
     pixels = []
     for i in range(kh):
         for j in range(kw):
@@ -168,10 +276,10 @@ def naive_maxpool2d(x: Array, kernel_size: Any, stride: Any = None, padding: Any
     """Max pooling with implicit -inf padding, as loops over every sample and window."""
     kernel = _pair(kernel_size)
     strides = _pair(stride if stride is not None else kernel)
-    pads = _pair(padding)
+    pads = _sides(padding)
     n_batch, n_chan, height, width = x.shape
-    oh = _out_size(height, kernel[0], strides[0], pads[0], 1)
-    ow = _out_size(width, kernel[1], strides[1], pads[1], 1)
+    oh = _out_size(height, kernel[0], strides[0], pads[0], 1, pads[1])
+    ow = _out_size(width, kernel[1], strides[1], pads[2], 1, pads[3])
     out = np.zeros((n_batch, n_chan, oh, ow), dtype=x.dtype)
     for n in range(n_batch):
         for c in range(n_chan):
@@ -192,7 +300,7 @@ def ref_maxpool_route(a: Array, R: Array, kernel_size: Any, stride: Any = None, 
     """
     kernel = _pair(kernel_size)
     strides = _pair(stride if stride is not None else kernel)
-    pads = _pair(padding)
+    pads = _sides(padding)
     n_batch, n_chan, height, width = a.shape
     out = np.zeros(a.shape, dtype=np.float64)
     for n in range(n_batch):
@@ -215,7 +323,7 @@ def ref_maxpool_epsilon(a: Array, R: Array, kernel_size: Any, epsilon: float, st
     ``a_j / (z_k + eps sign(z_k)) R_k`` with ``z_k = a_j`` the window's maximum; the rest is absorbed."""
     kernel = _pair(kernel_size)
     strides = _pair(stride if stride is not None else kernel)
-    pads = _pair(padding)
+    pads = _sides(padding)
     out = np.zeros(a.shape, dtype=np.float64)
     absorbed = np.zeros(a.shape[0])
     for n in range(a.shape[0]):
@@ -249,8 +357,17 @@ def _naive_apply(layer: Any, x: Array, weight: Array | None = None, with_bias: b
         b = None if (layer.bias is None or not with_bias) else np.asarray(layer.bias, dtype=np.float64)
         return naive_conv2d(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
     if isinstance(layer, AvgPool2d):
+        if weight is None and not layer.count_include_pad:
+            return naive_avgpool2d(x, layer.kernel_size, layer.stride, None, layer.padding, count_include_pad=False)
         w = np.asarray(layer.window_weight, dtype=np.float64) if weight is None else weight
-        return naive_avgpool2d(x, layer.kernel_size, layer.stride, w)
+        return naive_avgpool2d(x, layer.kernel_size, layer.stride, w, layer.padding)
+    if isinstance(layer, AdaptiveAvgPool2d):
+        return naive_adaptive_avgpool2d(x, layer.output_size, weight)
+    if isinstance(layer, BinSum2d):
+        return naive_binsum2d(x, layer.row_bins, layer.col_bins, layer.weight if weight is None else weight)
+    if isinstance(layer, BatchNorm):
+        scale, shift = batchnorm_scale(layer)
+        return naive_channel_affine(x, scale if weight is None else weight, shift if with_bias else None)
     raise TypeError(f"no naive reference for {type(layer).__name__}")
 
 
@@ -262,7 +379,7 @@ def _probe(layer: Any, input_shape: tuple[int, ...], weight: Array | None) -> Ar
 
 
 def dense_matrix(layer: Any, input_shape: tuple[int, ...]) -> tuple[Array, Array]:
-    """``(W, b)`` with ``z = a.reshape(N, -1) @ W + b`` for a Dense, Conv2d or AvgPool2d layer.
+    """``(W, b)`` with ``z = a.reshape(N, -1) @ W + b`` for a Dense, Conv2d, AvgPool2d, AdaptiveAvgPool2d or BatchNorm.
 
     ``W[j, k]`` (in_size, out_size) is output ``k`` of the bias-free naive layer
     applied to the unit vector ``e_j``; ``b`` (out_size,) is the naive layer's
@@ -278,11 +395,21 @@ def connectivity_matrix(layer: Any, input_shape: tuple[int, ...]) -> Array:
     """``C[j, k] = 1`` if input ``j`` lies in the receptive field of output ``k`` (padding excluded), else 0.
 
     Probed like :func:`dense_matrix` with every weight replaced by 1, so that
-    a weight that happens to be zero still counts as a connection.
+    a weight that happens to be zero still counts as a connection (an average
+    pool's window or bin pixels, a batch norm's diagonal).
     """
     input_shape = tuple(int(s) for s in input_shape)
-    weight = layer.window_weight if isinstance(layer, AvgPool2d) else layer.weight
-    return _probe(layer, input_shape, np.ones(np.shape(weight)))
+    if isinstance(layer, AdaptiveAvgPool2d):
+        ones = np.ones(_pair(layer.output_size))
+    elif isinstance(layer, AvgPool2d):
+        ones = np.ones(np.shape(layer.window_weight))
+    elif isinstance(layer, BatchNorm):
+        ones = np.ones(len(layer.gamma))
+    elif isinstance(layer, BinSum2d):
+        ones = np.ones((len(layer.row_bins), len(layer.col_bins)))
+    else:
+        ones = np.ones(np.shape(layer.weight))
+    return _probe(layer, input_shape, ones)
 
 
 # ----------------------------------------------------------------------------- the rules
