@@ -17,7 +17,7 @@ behind: zennit leaves an identity batch norm that still divides by
 ``eps / 2`` per batch norm.
 
 :func:`merge_batchnorm` merges one pair; :func:`canonize` merges every pair of
-a :class:`~lrp_ref.sequential.Sequential`.
+a :class:`~lrp_ref.graph.Sequential` or :class:`~lrp_ref.graph.Graph`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ArgumentError, ShapeError
+from .graph import Graph, Node, Sequential
 from .layers import BatchNorm, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Layer
-from .sequential import Sequential
 
 __all__ = ["canonize", "merge_batchnorm", "merges_into"]
 
@@ -83,45 +83,61 @@ def merge_batchnorm(linear: Dense | Conv2d, batchnorm: BatchNorm) -> Dense | Con
     return replace(linear, weight=weight.astype(dtype), bias=bias.astype(dtype))
 
 
-def canonize(model: Sequential) -> Sequential:
+def canonize(model: Graph) -> Graph:
     """An equivalent model in which every batch norm right after a Dense or Conv2d layer is merged into it.
 
     A :class:`~lrp_ref.layers.BatchNorm1d` directly after a ``Dense`` layer and a
     :class:`~lrp_ref.layers.BatchNorm2d` directly after a ``Conv2d`` layer
     (nothing in between) become one layer (:func:`merge_batchnorm`); so does
     a batch norm right after one just merged, so that ``canonize`` of a
-    canonized model changes nothing.  Any other batch norm stays as it is,
-    an affine layer that the linear rules handle.  The model's metadata is kept, and ``metadata["canonized"]``
-    lists the indices, in ``model``, of the batch norms that were merged
-    (each into the layer before it), a list of ints that :func:`lrp_ref.save`
-    stores.  The key is absent if nothing was merged.
+    canonized model changes nothing.  In a graph, the layer's output must
+    feed the batch norm only (a ResNet's ``conv -> bn``; a shortcut reading
+    the convolution's raw output would change).  Any other batch norm stays
+    as it is, an affine layer that the linear rules handle.
+
+    The model's metadata is kept, and ``metadata["canonized"]`` lists the
+    merged batch norms (each into the layer before it): their indices in a
+    :class:`~lrp_ref.graph.Sequential`, their node names in a graph.  The key
+    is absent if nothing was merged.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Graph
 
     Returns
     -------
-    Sequential
+    Sequential or Graph (the kind of ``model``)
         Forward equal to ``model``'s up to rounding (1e-12 relative in float64).
     """
-    if not isinstance(model, Sequential):
-        raise ArgumentError(f"canonize expects an lrp_ref.Sequential; got {type(model).__name__}")
-    layers: list[Layer] = []
-    merged: list[int] = []
-    for i, layer in enumerate(model):
-        if layers and merges_into(layers[-1], layer):
+    if not isinstance(model, Graph):
+        raise ArgumentError(f"canonize expects an lrp_ref.Sequential or Graph; got {type(model).__name__}")
+    readers: dict[str, int] = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    kept: dict[str, Node] = {}  # by name, in order; a merged layer keeps the name of the linear node
+    renamed: dict[str, str] = {}  # merged batch norm -> the node now computing its output
+    merged: list[Any] = []
+    for i, node in enumerate(model.nodes):
+        inputs = tuple(renamed.get(name, name) for name in node.inputs)
+        before = kept.get(inputs[0]) if len(inputs) == 1 else None
+        if before is not None and readers.get(node.inputs[0]) == 1 and merges_into(before.layer, node.layer):
             try:
-                layers[-1] = merge_batchnorm(layers[-1], layer)  # type: ignore[arg-type]
+                layer = merge_batchnorm(before.layer, node.layer)  # type: ignore[arg-type]
             except ShapeError as exc:
-                raise ShapeError(f"layer {i} ({type(layer).__name__}): {exc}") from None
-            merged.append(i)
+                where = f"layer {i}" if isinstance(model, Sequential) else f"node {node.name!r}"
+                raise ShapeError(f"{where} ({type(node.layer).__name__}): {exc}") from None
+            kept[before.name] = Node(before.name, layer, before.inputs)
+            renamed[node.name] = before.name
+            merged.append(i if isinstance(model, Sequential) else node.name)
         else:
-            layers.append(layer)
+            kept[node.name] = Node(node.name, node.layer, inputs)
     metadata = dict(model.metadata)
     if merged:
         metadata["canonized"] = merged
-    return Sequential(layers, metadata)
+    if isinstance(model, Sequential):
+        return Sequential([node.layer for node in kept.values()], metadata)
+    return Graph(list(kept.values()), metadata)
 
 
 def _name(layer: Any) -> str:

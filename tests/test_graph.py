@@ -250,3 +250,72 @@ def test_presets_give_the_sum_their_stabilised_proportional_rule() -> None:
         assert composite.rules_for(g)[s] == R.Epsilon(1e-3)
     e = lrp_ref.explain(g, inputs(1), R.Gamma(0.25), profile="innvestigate")
     assert type(e.rules[s]).__name__ == "LRP0"
+
+
+# ----------------------------------------------------------------------------- batch norm, adaptive pooling, canonize
+
+
+def batchnorm(rng: np.random.Generator, c: int) -> lrp_ref.BatchNorm2d:
+    return lrp_ref.BatchNorm2d(rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                               rng.uniform(0.5, 2.0, c))
+
+
+def resnet_block(seed: int = 0) -> Graph:
+    """conv-bn-relu, a block conv-bn-relu-conv-bn with a conv-bn projection shortcut, global pooling, dense."""
+    rng = np.random.default_rng(seed)
+    return Graph([
+        ("conv0", conv(rng, 2, 4), "input"), ("bn0", batchnorm(rng, 4), "conv0"), ("relu0", ReLU(), "bn0"),
+        ("conv1", conv(rng, 4, 4), "relu0"), ("bn1", batchnorm(rng, 4), "conv1"), ("relu1", ReLU(), "bn1"),
+        ("conv2", conv(rng, 4, 4), "relu1"), ("bn2", batchnorm(rng, 4), "conv2"),
+        ("down", conv(rng, 4, 4, k=1, padding=0), "relu0"), ("down_bn", batchnorm(rng, 4), "down"),
+        ("sum", Add(), ("bn2", "down_bn")), ("relu2", ReLU(), "sum"),
+        ("gap", lrp_ref.AdaptiveAvgPool2d(1), "relu2"), ("flat", Flatten(), "gap"),
+        ("fc", Dense(rng.normal(0, 0.5, (3, 4)), rng.normal(0, 0.1, 3)), "flat"),
+    ])
+
+
+def test_canonize_merges_every_batch_norm_of_a_resnet_block() -> None:
+    g = resnet_block()
+    merged = lrp_ref.canonize(g)
+    assert merged.metadata["canonized"] == ["bn0", "bn1", "bn2", "down_bn"]
+    assert not any(isinstance(layer, lrp_ref.BatchNorm2d) for layer in merged)
+    assert [n.inputs for n in merged.nodes if n.name == "sum"] == [("conv2", "down")]
+    x = inputs(21)
+    assert_allclose(merged.forward(x), g.forward(x), rtol=1e-12, atol=1e-12)
+    assert lrp_ref.canonize(merged).metadata["canonized"] == merged.metadata["canonized"]  # nothing more to merge
+
+
+def test_canonize_keeps_a_batch_norm_whose_layer_feeds_another_node() -> None:
+    rng = np.random.default_rng(4)
+    g = Graph([("c", conv(rng, 2, 2), "input"), ("bn", batchnorm(rng, 2), "c"), ("s", Add(), ("bn", "c"))])
+    assert lrp_ref.canonize(g).metadata.get("canonized") is None
+
+
+@pytest.mark.parametrize("rules", [R.LRP0(), R.Epsilon(0.05), C.epsilon_plus(), C.epsilon_gamma_box(-1.0, 1.0)])
+def test_resnet_block_explains_with_and_without_canonize(rules) -> None:
+    g = resnet_block(3)
+    x = inputs(22)
+    for model in (g, lrp_ref.canonize(g)):
+        e = lrp_ref.explain(model, x, rules)
+        e.ledger.check_balance()
+        e.ledger.check_conservation()
+
+
+def test_lrp0_on_a_canonized_resnet_block_is_gradient_times_input() -> None:
+    g = lrp_ref.canonize(resnet_block(5))
+    x = inputs(23)
+    rules = [R.LRP0() if isinstance(layer, (Dense, Conv2d, Add, lrp_ref.AdaptiveAvgPool2d)) else None for layer in g]
+    e = lrp_ref.explain(g, x, rules)
+    grad = numerical_gradient(g, x, e.target)
+    assert_allclose(e.relevance, x * grad, rtol=0, atol=1e-6 * np.abs(x * grad).max())
+
+
+def test_batch_norm_rules_by_profile() -> None:
+    g = resnet_block()
+    names = [n.name for n in g.nodes]
+    ours = lrp_ref.explain(g, inputs(24), R.Epsilon(0.1))
+    zen = lrp_ref.explain(g, inputs(24), R.Epsilon(0.1), profile="zennit")
+    assert ours.rules[names.index("bn1")] == R.Epsilon(0.1).resolved()
+    assert isinstance(zen.rules[names.index("bn1")], R.Pass)
+    assert isinstance(C.epsilon_plus().rules_for(g)[names.index("bn1")], R.Pass)  # a composite naming none
+    assert C.linear_depths(g)[names.index("bn1")] == 0  # a batch norm is no step of depth
