@@ -203,6 +203,45 @@ class Layer:
         """One-line description, e.g. ``Dense(784 -> 300, bias)``."""
         return type(self).__name__ + "()"
 
+    def relevance(self, a: Array, R: Array, rule: Any = None) -> Array:
+        """One step of LRP: the relevance of the input ``a`` given the relevance ``R`` of the output.
+
+        ``rule`` is a rule of :mod:`lrp_ref.rules`, e.g.
+        ``dense.relevance(a, R, rules.Epsilon(0.25))``; None means the layer's
+        default under lrp_ref's conventions (max pooling winner-takes-all,
+        ReLU and Flatten pass, a residual sum epsilon; LRP-0, the basic rule,
+        for Dense, Conv2d and pooling).  Unset conventions take lrp_ref's
+        defaults.  The result is what :func:`lrp_ref.explain` computes for this
+        layer with that rule (``explanation.layers``); ``rule.relevance`` also
+        returns the share absorbed by the bias and the stabiliser.
+
+        Parameters
+        ----------
+        a : array (N, *input_shape)
+            The layer input from the forward pass.
+        R : array (N, *output_shape)
+            The relevance of the layer output.
+        rule : Rule or None
+
+        Returns
+        -------
+        array (N, *input_shape)
+        """
+        return self._step(a, R, rule).relevance
+
+    def _step(self, a: Array, R: Array, rule: Any) -> Any:
+        from .profiles import PROFILES
+        from .rules import LRP0, Rule
+
+        if rule is None:
+            rule = PROFILES["lrp_ref"].default_rule(self) or LRP0()
+        if not isinstance(rule, Rule):
+            raise LayerParameterError(f"{self.describe()}.relevance: rule must be an lrp_ref rule or None; "
+                                      f"got {type(rule).__name__}")
+        if not rule.applies_to(self):
+            raise LayerParameterError(f"{self.describe()}.relevance: rule {rule!r} cannot handle this layer")
+        return rule.relevance(self, a, R)
+
     def __repr__(self) -> str:
         return self.describe()
 

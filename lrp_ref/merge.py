@@ -59,6 +59,19 @@ class MergeLayer(Layer):
         """Split a batch of the packed shape (a relevance) into one batch per input."""
         raise NotImplementedError
 
+    def relevance(self, a: Any, R: Array, rule: Any = None) -> Any:
+        """One step of LRP through the merge: one relevance per input (see :meth:`Layer.relevance`).
+
+        ``a`` is the list of input batches (``[a_1, ..., a_k]``); the result is
+        the list of their relevances, e.g. ``Add().relevance([x, y], R)``
+        (default rule: epsilon, the proportional split).
+        """
+        if isinstance(a, np.ndarray):
+            raise ShapeError(f"{self.describe()}.relevance expects a list of its {self.n_inputs} input batches; "
+                             "got one array")
+        shapes = [tuple(x.shape[1:]) for x in a]
+        return self.unpack(self._step(self.pack(a), R, rule).relevance, shapes)
+
     def _check_count(self, n: int) -> None:
         if n != self.n_inputs:
             raise ShapeError(f"{self.describe()} takes {self.n_inputs} inputs; got {n}")

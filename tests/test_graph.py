@@ -319,3 +319,40 @@ def test_batch_norm_rules_by_profile() -> None:
     assert isinstance(zen.rules[names.index("bn1")], R.Pass)
     assert isinstance(C.epsilon_plus().rules_for(g)[names.index("bn1")], R.Pass)  # a composite naming none
     assert C.linear_depths(g)[names.index("bn1")] == 0  # a batch norm is no step of depth
+
+
+# ----------------------------------------------------------------------------- every layer carries its relevance method
+
+
+def test_every_layer_of_an_explanation_reproduces_its_step() -> None:
+    """layer.relevance(a, R, rule) is what explain computes for that node, for every node of a graph."""
+    g = resnet_block(6)
+    e = lrp_ref.explain(g, inputs(25), C.epsilon_gamma_box(-1.0, 1.0))
+    for i, node in enumerate(g.nodes):
+        inputs_i = [e.activations[t] for t in g.sources(i)]
+        a = inputs_i if isinstance(node.layer, (Add, Concat)) else inputs_i[0]
+        got = node.layer.relevance(a, e.layers[i + 1], e.rules[i])
+        got = got if isinstance(got, list) else [got]
+        # a tensor read by several nodes holds the sum; compare what this node passed back
+        expected = g.unpack(i, e.rules[i].relevance(node.layer, g.pack(i, e.activations), e.layers[i + 1],
+                                                    z=e.activations[i + 1]).relevance, e.activations)
+        for x, y in zip(got, expected):
+            assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+def test_layer_relevance_defaults_and_refusals() -> None:
+    rng = np.random.default_rng(30)
+    dense = Dense(rng.normal(size=(3, 4)), rng.normal(size=3))
+    a = rng.normal(size=(2, 4))
+    upper = rng.normal(size=(2, 3))
+    assert_array_equal(dense.relevance(a, upper), R.LRP0().relevance(dense, a, upper).relevance)
+    pool = MaxPool2d(2)
+    x = rng.normal(size=(1, 1, 2, 2))
+    assert_array_equal(pool.relevance(x, np.ones((1, 1, 1, 1))), (x == x.max()).astype(float))
+    parts = Add().relevance([a, 2 * a], R=np.ones((2, 4)))
+    assert_allclose(parts[0] + parts[1], np.ones((2, 4)) * (3 * a) / (3 * a + 1e-6 * np.sign(3 * a + 0.0)),
+                    rtol=1e-12)
+    with pytest.raises(LayerParameterError, match=r"rule WinnerTakesAll\(\) cannot handle this layer"):
+        dense.relevance(a, upper, R.WinnerTakesAll())
+    with pytest.raises(LayerParameterError, match="must be an lrp_ref rule or None; got str"):
+        dense.relevance(a, upper, "epsilon")
