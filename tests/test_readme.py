@@ -64,11 +64,20 @@ def test_readme_accuracies_match_the_shipped_files():
 
 def test_implementer_example_runs(monkeypatch):
     monkeypatch.chdir(ROOT)
-    namespace, printed = run_block(python_blocks()[2])
+    namespace, printed = run_block(python_blocks()[3])
     assert "boundary" in printed and "first divergence" not in printed
     assert "all 11 boundaries match the oracle (profile zennit) within 0.0001 of max|R|" in printed
     assert namespace["report"].ok  # type: ignore[attr-defined]
 
 
+def test_graph_example_runs():
+    namespace, printed = run_block(python_blocks()[2])
+    assert "['bn1', 'bn2']" in printed
+    assert "sum: Add(2 inputs)" in printed and "f(x) (start)" in printed
+    e = namespace["e"]
+    assert e.relevance.shape == (2, 3, 16, 16)  # type: ignore[attr-defined]
+    assert_allclose(namespace["R_fc"], e.layers[-2], rtol=1e-12)  # type: ignore[attr-defined]
+
+
 def test_every_python_block_is_run_by_a_test():
-    assert len(python_blocks()) == 3
+    assert len(python_blocks()) == 4
