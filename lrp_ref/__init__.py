@@ -11,6 +11,7 @@ See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 from . import composites, profiles, rules, testing
 from .errors import (
     ConservationError,
+    IOArgumentError,
     LayerParameterError,
     LrpRefError,
     ModelFormatError,
@@ -36,6 +37,7 @@ __all__ = [
     "Dense",
     "Explanation",
     "Flatten",
+    "IOArgumentError",
     "LayerParameterError",
     "Ledger",
     "LrpRefError",

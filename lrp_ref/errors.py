@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConservationError",
+    "IOArgumentError",
     "LayerParameterError",
     "LrpRefError",
     "ModelFormatError",
@@ -55,3 +56,12 @@ class ConservationError(LrpRefError, AssertionError):
 
 class ModelFormatError(LrpRefError, ValueError):
     """A model file is not a valid lrp_ref HDF5 model."""
+
+
+class IOArgumentError(LrpRefError, TypeError):
+    """``load``, ``save`` or ``check_file`` got an argument that is not what it takes.
+
+    A ``path`` that is not a str, bytes or path-like, or a size limit that is
+    not a positive int.  A *file* that is not a valid model is a
+    :class:`ModelFormatError` instead.
+    """
