@@ -8,6 +8,7 @@ Subcommands::
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
+    lrp-ref check-file    PATH [PATH ...] [--timeout S]
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
 ``mnist_samples.h5`` beside the model), or a ``.npy``, ``.h5`` or ``.png`` file
@@ -32,7 +33,7 @@ from numpy.typing import NDArray
 
 from . import catalog, io, profiles, vectors, viz
 from .compare import compare
-from .errors import ConservationError, LrpRefError
+from .errors import ConservationError, LrpRefError, ShapeError
 from .explain import Explanation, explain
 from .sequential import Sequential
 
@@ -70,6 +71,13 @@ def preprocess(raw: Array, model: Sequential) -> Array:
 
 
 def _fit_shape(x: Array, model: Sequential, source: str) -> Array:
+    if "input_shape" not in model.metadata:  # the shape is a guess: say so if the model refuses it
+        try:
+            model.shapes(x.shape)
+        except ShapeError as exc:
+            raise CliError(f"{source} has shape {x.shape}, which the model does not take ({exc}), and the model file "
+                           "has no input_shape metadata; save it with save(model, path, metadata={'input_shape': "
+                           "...})") from None
     shape = tuple(model.metadata.get("input_shape", x.shape))
     if x.shape == shape:
         return x[None]
@@ -313,6 +321,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_check_file(args: argparse.Namespace) -> int:
+    """One line per file: ``PATH: ok: ...`` or ``PATH: refused: why``; status 2 if any file is refused."""
+    refused = 0
+    for path in args.paths:
+        try:
+            line = io.check_file(path, timeout=args.timeout)
+        except (LrpRefError, OSError) as exc:
+            refused += 1
+            why = "no such file" if isinstance(exc, FileNotFoundError) else " ".join(str(exc).split())
+            why = why.removeprefix(f"{path}: ")
+            line = f"{path}: refused: {why}"
+        print(line, flush=True)
+    return 2 if refused else 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -369,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision the candidate computed in (picks the tolerance)")
     p.set_defaults(run=cmd_compare)
+
+    p = sub.add_parser("check-file", help="validate model files in a child process (survives libhdf5 crashes)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
+    p.set_defaults(run=cmd_check_file)
     return parser
 
 

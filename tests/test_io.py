@@ -17,7 +17,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import lrp_ref.io
-from lrp_ref import AvgPool2d, Conv2d, Dense, Flatten, LrpRefError, MaxPool2d, ModelFormatError, ReLU, Sequential
+from lrp_ref import AvgPool2d, Conv2d, Dense, Flatten, LrpRefError, MaxPool2d, ModelFormatError, ReLU, Sequential, cli
 from lrp_ref.errors import IOArgumentError
 from lrp_ref.io import SCHEMA_VERSION, check_file, load, read_model, save, write_model
 
@@ -754,3 +754,40 @@ def test_untrusted_load_survives_a_crash_and_a_hang_of_the_child(model_file: Pat
     with pytest.raises(ModelFormatError, match=r"model\.h5: reading the file did not finish within 2 s"):
         check_file(model_file, timeout=2)
 
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_cli_check_file_prints_one_line_per_file(model_file: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.h5"
+    save(every_layer_model(), bad)
+    edited(bad, _layer_attr("000", "padding", np.array([2**62, 2**62])))
+    (tmp_path / "text.h5").write_text("not a model\n")
+    assert cli.main(["check-file", str(model_file)]) == 0
+    assert capsys.readouterr().out == f"{model_file}: ok: 9 layers, 310 float64 parameters, input_shape (4, 11, 12)\n"
+    paths = [model_file, bad, tmp_path / "nowhere.h5", tmp_path / "text.h5"]
+    assert cli.main(["check-file", *map(str, paths), "--timeout", "20"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 2)[:2] for line in lines] == [[str(paths[0]), "ok"]] + [[str(p), "refused"]
+                                                                                      for p in paths[1:]]
+    assert lines[1].endswith("layers/000 (Conv2d): attribute 'padding' is (4611686018427387904, 4611686018427387904); "
+                             "each value must be at most MAX_HYPERPARAMETER=65536 in size")
+    assert lines[2] == f"{paths[2]}: refused: no such file"
+    assert lines[3] == f"{paths[3]}: refused: not an HDF5 file (no HDF5 signature); expected an lrp_ref HDF5 model"
+
+
+def test_cli_says_why_an_input_does_not_fit_a_model_without_input_shape(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    model = load(root / "weights" / "mnist_cnn.h5")
+    save(Sequential(model.layers, {k: v for k, v in model.metadata.items() if k != "input_shape"}), tmp_path / "m.h5")
+    args = ["explain", "--model", str(tmp_path / "m.h5"), "--input", "sample:0", "--rule", "epsilon",
+            "--samples", str(root / "weights" / "mnist_samples.h5"), "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "sample:0 has shape (28, 28), which the model does not take (layer 0 (Conv2d)" in err
+    assert err.rstrip().endswith("the model file has no input_shape metadata; save it with save(model, path, "
+                                 "metadata={'input_shape': ...})")
+    save(load(tmp_path / "m.h5"), tmp_path / "m.h5", metadata={"input_shape": (1, 28, 28)})
+    assert cli.main(args) == 0
