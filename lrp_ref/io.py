@@ -479,7 +479,7 @@ class _Walk:
     def __init__(self, name: str, limits: _Limits) -> None:
         self.name, self.limits = name, limits
         self.file_size: int | None = None
-        self.at = "the file"
+        self.at = ""  # nothing yet: opening the file
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -488,11 +488,12 @@ class _Walk:
         except ModelFormatError:
             raise
         except LrpRefError as exc:  # e.g. a layer refusing its parameters
-            raise ModelFormatError(f"{self.name}: {self.at}: {exc}") from exc
+            raise ModelFormatError(f"{self.name}: {self.at or 'the file'}: {exc}") from exc
         except _READ_ERRORS as exc:
             text = " ".join(str(exc).split())[:300]
-            raise ModelFormatError(f"{self.name}: HDF5 could not read the file at {self.at}: {type(exc).__name__}: "
-                                   f"{text}") from exc
+            at = f" at {self.at}" if self.at else ""
+            raise ModelFormatError(f"{self.name}: HDF5 could not read the file{at}: {type(exc).__name__}: {text}"
+                                   ) from exc
 
     def fits_file(self, n_bytes: int, what: str) -> None:
         if self.file_size is not None and n_bytes > self.file_size:
@@ -616,10 +617,11 @@ def check_file(path: PathLike, *, max_bytes: int = MAX_BYTES, max_elements: int 
     limits = _limits(max_bytes, max_elements, max_layers, "check_file")
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < math.inf):
         raise IOArgumentError(f"check_file: timeout must be a positive number of seconds; got {_kind(timeout)}")
-    if memory is not None:
-        _limits(memory, 1, 1, "check_file")  # a positive int
+    if memory is not None and (not isinstance(memory, (int, np.integer)) or isinstance(memory, bool) or memory < 1):
+        raise IOArgumentError(f"check_file: memory must be a positive int (bytes); got {_kind(memory)}")
     _identity(p)
-    report = _sandbox.validate(p, limits._asdict(), float(timeout), memory or 2 * limits.max_bytes + 2**30)
+    memory = 2 * limits.max_bytes + 2**30 if memory is None else int(memory)
+    report = _sandbox.validate(p, limits._asdict(), float(timeout), memory)
     shape = report.get("input_shape")
     return (f"{p}: ok: {report['layers']} layers, {report['parameters']} {report['dtype']} parameters, "
             + (f"input_shape {tuple(shape)}" if shape else "no input_shape"))
