@@ -661,8 +661,9 @@ def _read(f: Any, walk: _Walk) -> Sequential:
     width = max(3, len(str(len(names) - 1)))
     expected_names = [f"{i:0{width}d}" for i in range(len(names))]
     if names != expected_names:
-        missing = [f"layers/{n}" for n in expected_names if n not in set(names)]
-        extra = [f"layers/{n}" for n in names if n not in set(expected_names)]
+        found, expected = set(names), set(expected_names)
+        missing = [f"layers/{n}" for n in expected_names if n not in found]
+        extra = [f"layers/{n}" for n in names if n not in expected]
         raise ModelFormatError(f"{where}: layer groups must be named {expected_names[0]}..{expected_names[-1]} "
                                f"(zero-padded to {width} digits); missing: {_listing(missing)}; unexpected: "
                                f"{_listing(extra)}")
@@ -751,7 +752,7 @@ def _plan(layers: Any, name: str, index: int, dtype: np.dtype[Any], walk: _Walk
     spec, where = _LAYERS[kind], f"{walk.name}: {path} ({kind})"
     wanted = ("type", "index", *spec.pairs, *spec.ints)
     _exact(set(g.attrs), wanted, (), where, "attribute")
-    attrs = _attributes(g, walk, where, len(wanted), wanted)
+    attrs = {**head, **_attributes(g, walk, where, len(wanted), wanted[1:])}
     if _integer(attrs["index"], f"{where}: attribute 'index'") != index:
         raise ModelFormatError(f"{where}: attribute 'index' is {attrs['index']}; expected {index} (its position)")
     hyper: dict[str, Any] = {k: _pair(attrs[k], f"{where}: attribute {k!r}") for k in spec.pairs}
