@@ -370,7 +370,7 @@ def s_dataset_huge(f: h5py.File, rng: np.random.Generator) -> None:
     parent, name, dtype = ds.parent, ds.name.rsplit("/", 1)[1], ds.dtype
     del parent[name]
     shapes = [(2**20, 2**20), (2**14, 2**13), (2**13, 2**13), (2**27,), (2**26, 2), (2**12, 2**12, 5, 5),
-              (10_000, 100, 5, 5), (2**20, 2**20, 2**20, 2)]
+              (10_000, 100, 5, 5), (2**16, 2**16, 2**10, 2)]
     shape = _pick(rng, shapes)
     chunked = rng.random() < 0.5
     kwargs: dict[str, Any] = {"chunks": tuple(min(n, 64) for n in shape)} if chunked else {}
