@@ -7,6 +7,8 @@ by ``save`` and break one thing in it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -774,6 +776,30 @@ def test_untrusted_mode_contains_a_real_endless_loop_inside_libhdf5(tmp_path: Pa
     with pytest.raises(ModelFormatError, match=r"heap\.h5: "):  # a timeout here; a plain refusal once HDF5 is fixed
         check_file(path, timeout=3)
     assert time.monotonic() - start < 10
+
+
+def test_load_refuses_from_its_type_alone_an_attribute_whose_value_crashes_libhdf5(tmp_path: Path) -> None:
+    """One bit flipped in a string attribute's datatype (found by the fuzzer in a shipped model).
+
+    A variable-length string is an HDF5 VLEN type of kind 1; kind 11 is neither a string nor a
+    sequence, and reading such a value kills the process with SIGSEGV inside h5py/libhdf5 (h5py 3.16,
+    HDF5 2.0.0). ``load`` refuses the type before it reads anything, so nothing crashes.
+    """
+    path = tmp_path / "vlen.h5"
+    save(Sequential([ReLU()]), path)
+    data = bytearray(path.read_bytes())
+    string_type = b"\x19\x01\x01\x00"  # version 1, class 9 (VLEN); kind 1 (string), NUL-terminated; UTF-8
+    at = data.index(string_type, data.index(b"format"))  # the type of the root attribute 'format'
+    data[at + 1] = 0x0B
+    path.write_bytes(bytes(data))
+    match = r"vlen\.h5: root: attribute 'format' has an HDF5 variable-length sequence type; expected an integer"
+    with pytest.raises(ModelFormatError, match=match):
+        load(path)
+    with pytest.raises(ModelFormatError, match=match):
+        check_file(path)
+    plain = subprocess.run([sys.executable, "-c", f"import h5py; h5py.File({str(path)!r})['/'].attrs['format']"],
+                           capture_output=True, check=False)
+    assert plain.returncode != 0  # what reading the value does (-11, SIGSEGV, with the versions above)
 
 # ----------------------------------------------------------------------------- the command line
 
