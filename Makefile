@@ -11,6 +11,7 @@
 #   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
 #   make tutorial-peer  record the Montavon et al. tutorial's loops into tests/golden/tutorial
 #   make innvestigate-peer  record iNNvestigate's analyzers into tests/golden/innvestigate
+#   make fuzz       10,000 mutated model files through lrp_ref.load, each in a limited child; prints the counts
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -37,7 +38,11 @@ BENCH_ARGS   ?=
 TOOLBOX      ?=
 TOOLBOX_ARGS ?=
 
-.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench clean
+FUZZ_CASES   ?= 10000
+FUZZ_SEED    ?= 0
+FUZZ_ARGS    ?=
+
+.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +122,12 @@ innvestigate-peer: $(INNV_STAMP)
 ## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.
 bench: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/python bench/run_bench.py $(BENCH_ARGS)
+
+## fuzz: mutate the shipped and synthetic models (bytes and HDF5 structure) into FUZZ_CASES files and load each
+## in a forked child (5 s, 2 GiB address space); prints the counts per outcome. Not part of make test (tests/test_fuzz.py
+## runs a few hundred). FUZZ_ARGS=--keep DIR keeps the files of bad outcomes.
+fuzz: $(call stamp,test)
+	$(BIN)/python tests/fuzz_loader.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_OUT)

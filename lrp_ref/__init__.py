@@ -14,6 +14,7 @@ from .canonize import canonize
 from .errors import (
     ArgumentError,
     ConservationError,
+    IOArgumentError,
     LayerParameterError,
     LrpRefError,
     ModelFormatError,
@@ -61,6 +62,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool2d",
     "Graph",
+    "IOArgumentError",
     "LayerParameterError",
     "Ledger",
     "LrpRefError",

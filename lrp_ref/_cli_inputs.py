@@ -286,8 +286,9 @@ def _fit_undeclared(v: Array, model: Sequential, what: str) -> tuple[Array, bool
         except ShapeError:
             continue
         return x, batched, how + " (the model declares no input_shape)"
-    raise CliError(f"{what}: has shape {v.shape}, which the model accepts neither as one sample nor as a batch "
-                   "(and the model file declares no input_shape)")
+    raise CliError(f"{what}: has shape {v.shape}, which the model accepts neither as one sample nor as a batch, "
+                   "and the model file declares no input_shape; save the model with "
+                   "save(model, path, metadata={'input_shape': ...})")
 
 
 # ----------------------------------------------------------------------------- values

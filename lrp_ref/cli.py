@@ -8,6 +8,7 @@ Subcommands::
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
+    lrp-ref check-file    PATH [PATH ...] [--timeout S]
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -394,6 +395,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_check_file(args: argparse.Namespace) -> int:
+    """One line per file: ``PATH: ok: ...`` or ``PATH: refused: why``; status 2 if any file is refused."""
+    refused = 0
+    for path in args.paths:
+        try:
+            line = io.check_file(path, timeout=args.timeout)
+        except (LrpRefError, OSError) as exc:
+            refused += 1
+            why = "no such file" if isinstance(exc, FileNotFoundError) else " ".join(str(exc).split())
+            why = why.removeprefix(f"{path}: ")
+            line = f"{path}: refused: {why}"
+        print(line, flush=True)
+    return 2 if refused else 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -481,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision the candidate computed in (picks the tolerance)")
     p.set_defaults(run=cmd_compare)
+
+    p = sub.add_parser("check-file", help="validate model files in a child process (survives libhdf5 crashes)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
+    p.set_defaults(run=cmd_check_file)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "ConservationError",
+    "IOArgumentError",
     "LayerParameterError",
     "LrpRefError",
     "ModelFormatError",
@@ -71,3 +72,12 @@ class ArgumentError(LrpRefError, TypeError, ValueError):
 
 class RelevanceMismatchError(LrpRefError, AssertionError):
     """:func:`lrp_ref.testing.assert_relevance_close` failed: the relevances differ beyond the tolerance."""
+
+
+class IOArgumentError(ArgumentError):
+    """``load``, ``save`` or ``check_file`` got an argument that is not what it takes.
+
+    A ``path`` that is not a str, bytes or path-like, or a size limit that is
+    not a positive int.  A *file* that is not a valid model is a
+    :class:`ModelFormatError` instead.
+    """
