@@ -16,8 +16,9 @@ Captum only inside the functions that need them, so either suite runs without th
 
 Facts the helpers rely on (established by experiment with zennit 0.5.1 and Captum 0.9.0):
 
-* zennit imports torchvision; :func:`ensure_torchvision` puts the stand-in of ``stubs/`` on
-  ``sys.path`` where torchvision is missing (as ``conftest.py`` does for the tests).
+* zennit imports torchvision; :func:`ensure_torchvision` imports the installed one despite its
+  C operators, or puts the stand-in of ``stubs/`` on ``sys.path`` where torchvision is missing
+  (:mod:`tolerant_torchvision`, as ``conftest.py`` does for the tests).
 * zennit's attributor takes the start relevance itself (``attr_output``): one-hot is the
   "zennit" profile's start, and any other start can be passed to both sides.
 * Captum refuses ``nn.Flatten`` modules (:class:`CaptumNet` flattens functionally), deletes
@@ -29,8 +30,7 @@ Facts the helpers rely on (established by experiment with zennit 0.5.1 and Captu
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tolerant_torchvision import import_torchvision
 
 import lrp_ref
 from lrp_ref import composites as C
@@ -45,8 +46,6 @@ from lrp_ref import layers as L
 from lrp_ref import rules as R
 from lrp_ref.profiles import get_profile
 from lrp_ref.sequential import Sequential
-
-STUBS = Path(__file__).resolve().parent / "stubs"
 
 CAPTUM_RULES = "captum.attr._utils.lrp_rules."
 
@@ -59,9 +58,8 @@ class NotExpressible(Exception):
 
 
 def ensure_torchvision() -> None:
-    """Make ``import zennit`` work: put the torchvision stand-in on sys.path if torchvision is missing."""
-    if importlib.util.find_spec("torchvision") is None and str(STUBS) not in sys.path:
-        sys.path.insert(0, str(STUBS))
+    """Make ``import zennit`` work: import torchvision tolerantly, or put its stand-in on sys.path if it is missing."""
+    import_torchvision()
 
 
 # ----------------------------------------------------------------------------- networks and inputs
