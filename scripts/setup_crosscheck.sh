@@ -5,10 +5,12 @@
 #   scripts/setup_crosscheck.sh [VENV]      # VENV defaults to .venv-xcheck
 #
 # * torch is pinned: an unpinned torch pulls multi-GB CUDA builds.
-# * zennit and captum are installed with --no-deps so that neither can replace that torch;
-#   their small dependencies are listed explicitly.  zennit also declares torchvision, whose
-#   PyPI build does not import beside this torch wheel: tests/crosscheck/stubs/ holds a
-#   stand-in (tests/crosscheck/conftest.py puts it on sys.path), so torchvision is not installed.
+# * zennit, captum and torchvision are installed with --no-deps so that none can replace that
+#   torch; their small dependencies are listed explicitly.  torchvision (0.28.0, the release for
+#   torch 2.13.0) serves its model classes (tests/crosscheck/test_torchvision.py) and zennit's
+#   import.  Its wheel's C operators do not register beside the CPU torch, so a plain
+#   `import torchvision` fails ("operator torchvision::nms does not exist"):
+#   tests/crosscheck/tolerant_torchvision.py imports it despite them (conftest.py calls it).
 set -euo pipefail
 
 VENV="${1:-.venv-xcheck}"
@@ -16,6 +18,7 @@ PYTHON="${PYTHON:-python3}"
 TORCH="${TORCH:-torch==2.13.0}"
 ZENNIT="${ZENNIT:-zennit==0.5.1}"
 CAPTUM="${CAPTUM:-captum==0.9.0}"
+TORCHVISION="${TORCHVISION:-torchvision==0.28.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -27,15 +30,20 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 "${PIP[@]}" "$TORCH"
 # dependencies of zennit (click, Pillow) and captum (matplotlib, packaging, tqdm), without torch/torchvision
 "${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm threadpoolctl
-"${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM"
+"${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM" "$TORCHVISION"
 "${PIP[@]}" -e "$ROOT"
 
 # fail here, not in the tests, if the pieces do not fit together
-PYTHONPATH="$ROOT/tests/crosscheck/stubs${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" - <<'PY'
+PYTHONPATH="$ROOT/tests/crosscheck${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
 import torch, lrp_ref
-from zennit.composites import EpsilonGammaBox  # imports the torchvision stand-in
+from tolerant_torchvision import import_torchvision
+torchvision = import_torchvision()
+assert torchvision is not None, "torchvision is not installed"
+torchvision.models.resnet18(num_classes=10)  # the model classes work despite the C operators
+from zennit.composites import EpsilonGammaBox  # zennit imports the real torchvision
+from zennit.torchvision import ResNetCanonizer
 from captum.attr import LRP
-print(f"cross-check environment ready: torch {torch.__version__}, zennit {version('zennit')}, "
-      f"captum {version('captum')}, lrp_ref {lrp_ref.__version__}")
+print(f"cross-check environment ready: torch {torch.__version__}, torchvision {version('torchvision')}, "
+      f"zennit {version('zennit')}, captum {version('captum')}, lrp_ref {lrp_ref.__version__}")
 PY

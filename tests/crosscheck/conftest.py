@@ -1,17 +1,13 @@
 """Cross-checks against PyTorch, zennit and Captum (optional: skipped where torch is missing).
 
 The environment comes from ``scripts/setup_crosscheck.sh``.  zennit imports
-``torchvision`` at import time; where torchvision is not installed, the stand-in
-in ``stubs/`` (see its docstring) is put on ``sys.path`` so that zennit imports.
+``torchvision`` at import time: :func:`tolerant_torchvision.import_torchvision`
+imports the installed torchvision despite its C operators (see that module), or,
+where torchvision is not installed, puts the stand-in of ``stubs/`` on ``sys.path``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from tolerant_torchvision import import_torchvision
 
-_STUBS = Path(__file__).parent / "stubs"
-
-if importlib.util.find_spec("torchvision") is None:
-    sys.path.insert(0, str(_STUBS))
+import_torchvision()

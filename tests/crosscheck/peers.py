@@ -16,8 +16,9 @@ Captum only inside the functions that need them, so either suite runs without th
 
 Facts the helpers rely on (established by experiment with zennit 0.5.1 and Captum 0.9.0):
 
-* zennit imports torchvision; :func:`ensure_torchvision` puts the stand-in of ``stubs/`` on
-  ``sys.path`` where torchvision is missing (as ``conftest.py`` does for the tests).
+* zennit imports torchvision; :func:`ensure_torchvision` imports the installed one despite its
+  C operators, or puts the stand-in of ``stubs/`` on ``sys.path`` where torchvision is missing
+  (:mod:`tolerant_torchvision`, as ``conftest.py`` does for the tests).
 * zennit's attributor takes the start relevance itself (``attr_output``): one-hot is the
   "zennit" profile's start, and any other start can be passed to both sides.
 * Captum refuses ``nn.Flatten`` modules (:class:`CaptumNet` flattens functionally), deletes
@@ -29,8 +30,7 @@ Facts the helpers rely on (established by experiment with zennit 0.5.1 and Captu
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tolerant_torchvision import import_torchvision
 
 import lrp_ref
 from lrp_ref import composites as C
@@ -45,8 +46,6 @@ from lrp_ref import layers as L
 from lrp_ref import rules as R
 from lrp_ref.profiles import get_profile
 from lrp_ref.sequential import Sequential
-
-STUBS = Path(__file__).resolve().parent / "stubs"
 
 CAPTUM_RULES = "captum.attr._utils.lrp_rules."
 
@@ -59,9 +58,8 @@ class NotExpressible(Exception):
 
 
 def ensure_torchvision() -> None:
-    """Make ``import zennit`` work: put the torchvision stand-in on sys.path if torchvision is missing."""
-    if importlib.util.find_spec("torchvision") is None and str(STUBS) not in sys.path:
-        sys.path.insert(0, str(STUBS))
+    """Make ``import zennit`` work: import torchvision tolerantly, or put its stand-in on sys.path if it is missing."""
+    import_torchvision()
 
 
 # ----------------------------------------------------------------------------- networks and inputs
@@ -186,11 +184,12 @@ class Made:
     def text(self) -> str:
         return f"{self.name}({', '.join(f'{k}={_fmt(v)}' for k, v in self.kwargs.items())})"
 
-    def build(self) -> Any:
+    def build(self, **extra: Any) -> Any:
+        """The peer object; ``extra`` keyword arguments are passed on as they are (e.g. zennit's canonizers)."""
         module, _, cls = self.name.rpartition(".")
         kwargs = {k: (torch.tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v)
                   for k, v in self.kwargs.items()}
-        return getattr(importlib.import_module(module), cls)(**kwargs)
+        return getattr(importlib.import_module(module), cls)(**kwargs, **extra)
 
     def same_as(self, name: str, **kwargs: Any) -> bool:
         """True if this is ``name(**kwargs)`` (name unqualified; arrays compared by value)."""
@@ -284,10 +283,12 @@ class ZennitComposite:
     avgpool: Made | None = None
     first: Made | None = None
 
-    def build(self) -> Any:
+    def build(self, canonizers: Sequence[Any] = ()) -> Any:
+        """The zennit composite, with zennit's ``canonizers`` (instances, e.g. ``ResNetCanonizer()``) if given."""
         ensure_torchvision()
+        extra = {"canonizers": list(canonizers)} if canonizers else {}
         if self.named is not None:
-            return self.named.build()
+            return self.named.build(**extra)
         from zennit.composites import LayerMapComposite, SpecialFirstLayerMapComposite
         from zennit.rules import Pass
         from zennit.types import Activation, AvgPool
@@ -296,8 +297,8 @@ class ZennitComposite:
         assert self.linear is not None and self.avgpool is not None
         layer_map = [(Activation, Pass()), (AvgPool, self.avgpool.build()), (ZLinear, self.linear.build())]
         if self.first is None:
-            return LayerMapComposite(layer_map)
-        return SpecialFirstLayerMapComposite(layer_map, [(ZLinear, self.first.build())])
+            return LayerMapComposite(layer_map, **extra)
+        return SpecialFirstLayerMapComposite(layer_map, [(ZLinear, self.first.build())], **extra)
 
     def text(self) -> str:
         if self.named is not None:
@@ -339,7 +340,7 @@ def _composite_kwargs(composite: C.LayerTypeComposite) -> dict[str, Any]:
     return kwargs
 
 
-def zennit_plan(model: Sequential, rules: R.Rule | C.Composite, x_shape: tuple[int, ...]) -> ZennitComposite:
+def zennit_plan(model: lrp_ref.Graph, rules: R.Rule | C.Composite, x_shape: tuple[int, ...]) -> ZennitComposite:
     """The zennit composite that reproduces ``rules`` on ``model`` under the "zennit" profile.
 
     lrp_ref's named composites become zennit's; a single rule becomes a layer map (average
@@ -373,11 +374,19 @@ def zennit_plan(model: Sequential, rules: R.Rule | C.Composite, x_shape: tuple[i
 
 def run_zennit(model: Sequential, x: np.ndarray, composite: ZennitComposite, start: np.ndarray) -> np.ndarray:
     """zennit's input relevance for ``model`` (via ``to_torch``), in float64, from the start relevance ``start``."""
+    return run_zennit_module(lrp_ref.to_torch(model), x, composite, start)
+
+
+def run_zennit_module(module: torch.nn.Module, x: np.ndarray, composite: ZennitComposite, start: np.ndarray,
+                      canonizers: Sequence[Any] = ()) -> np.ndarray:
+    """zennit's input relevance for a torch ``module`` (float64), from ``start``, with zennit's ``canonizers``.
+
+    zennit applies the canonizers to ``module`` in place for the call and undoes them after it.
+    """
     ensure_torchvision()
     from zennit.attribution import Gradient
 
-    tmodel = lrp_ref.to_torch(model)
-    with Gradient(model=tmodel, composite=composite.build()) as attributor:
+    with Gradient(model=module, composite=composite.build(canonizers)) as attributor:
         _, relevance = attributor(torch.tensor(x, dtype=torch.float64), torch.tensor(start, dtype=torch.float64))
     return relevance.detach().numpy()
 
