@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from .graph import Sequential
+from .graph import Graph
 
 Array = NDArray[Any]
 
@@ -256,7 +256,7 @@ def _layouts(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], str]]:
     return forms
 
 
-def fit_layout(v: Array, model: Sequential, what: str) -> tuple[Array, bool, str]:
+def fit_layout(v: Array, model: Graph, what: str) -> tuple[Array, bool, str]:
     """``v`` as a batch (N, *input_shape); whether the file held a batch axis; and how it was read."""
     declared = model.metadata.get("input_shape")
     if declared is None:
@@ -275,7 +275,7 @@ def fit_layout(v: Array, model: Sequential, what: str) -> tuple[Array, bool, str
                    f"accepted layouts: {accepted}")
 
 
-def _fit_undeclared(v: Array, model: Sequential, what: str) -> tuple[Array, bool, str]:
+def _fit_undeclared(v: Array, model: Graph, what: str) -> tuple[Array, bool, str]:
     from .errors import ShapeError
 
     tries = [(v, True, f"{v.shape[0]} sample(s) of {v.shape[1:]}")] if v.ndim >= 2 else []
@@ -299,7 +299,7 @@ def _per_channel(value: Any) -> Array:
     return arr[:, None, None] if arr.ndim == 1 else arr
 
 
-def preprocess(raw: Array, model: Sequential) -> Array:
+def preprocess(raw: Array, model: Graph) -> Array:
     """Model input from raw values: ``raw * input_scale + input_offset`` (per channel if arrays)."""
     meta = model.metadata
     scale = _per_channel(meta.get("input_scale", 1.0))
@@ -307,7 +307,7 @@ def preprocess(raw: Array, model: Sequential) -> Array:
     return raw.astype(np.float64) * scale + offset
 
 
-def bounds(model: Sequential) -> tuple[Array, Array] | None:
+def bounds(model: Graph) -> tuple[Array, Array] | None:
     """The model-input bounds (input_low, input_high), shaped to broadcast over (N, C, H, W), if declared."""
     meta = model.metadata
     if "input_low" not in meta or "input_high" not in meta:
@@ -315,7 +315,7 @@ def bounds(model: Sequential) -> tuple[Array, Array] | None:
     return _per_channel(meta["input_low"]), _per_channel(meta["input_high"])
 
 
-def raw_range(model: Sequential) -> tuple[Array, Array] | None:
+def raw_range(model: Graph) -> tuple[Array, Array] | None:
     """The raw values that preprocessing maps onto [input_low, input_high] (per channel if arrays)."""
     b = bounds(model)
     if b is None:
@@ -353,7 +353,7 @@ class Interpretation:
     input_range: tuple[float, float] | None = None
 
 
-def to_model_input(v: Array, model: Sequential, what: str, how: Interpretation) -> tuple[Array, str]:
+def to_model_input(v: Array, model: Graph, what: str, how: Interpretation) -> tuple[Array, str]:
     """Model inputs from the values ``v`` (N, C, ...) read from a file; refuses values outside the valid range."""
     box = bounds(model)
     raw = raw_range(model)
@@ -435,7 +435,7 @@ def _sample_indices(spec: str, n: int, samples: Path) -> tuple[list[int], bool]:
     return ks, len(ks) > 1
 
 
-def read_input(spec: str, model: Sequential, samples: Path, how: Interpretation, grey: bool,
+def read_input(spec: str, model: Graph, samples: Path, how: Interpretation, grey: bool,
                samples_hint: str = "") -> Inputs:
     """Model inputs for ``--input``: ``sample:K`` (also ``sample:K,L,...``, ``sample:all``) or a file."""
     labels: Array | None = None

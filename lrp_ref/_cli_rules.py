@@ -19,7 +19,7 @@ from . import catalog
 from ._cli_inputs import CliError
 from .composites import Composite, LayerTypeComposite
 from .errors import LrpRefError
-from .graph import Sequential
+from .graph import Graph
 from .layers import AvgPool2d, Conv2d, Dense
 from .rules import Rule
 
@@ -40,7 +40,7 @@ def _spec_of(rule: Rule) -> str | None:
     return names[0] + (":" + ",".join(params) if params else "")
 
 
-def unused_parts(composite: Composite, model: Sequential) -> str | None:
+def unused_parts(composite: Composite, model: Graph) -> str | None:
     """Why ``composite`` would not be what its name says on ``model`` (None when it is)."""
     if not isinstance(composite, LayerTypeComposite):
         return None
@@ -68,7 +68,7 @@ def unused_parts(composite: Composite, model: Sequential) -> str | None:
     return message
 
 
-def build(spec: str, model: Sequential, bounds: Any) -> Rule | Composite:
+def build(spec: str, model: Graph, bounds: Any) -> Rule | Composite:
     """The rule or composite for ``--rule spec`` on ``model``, or a one-line :class:`CliError`."""
     try:
         built = catalog.from_spec(spec, bounds)

@@ -56,7 +56,7 @@ from .compare import compare
 from .composites import Composite
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
-from .graph import Sequential
+from .graph import Graph
 from .rules import Rule
 
 __all__ = ["CliError", "Progress", "bounds", "build_parser", "load_samples", "main", "preprocess"]
@@ -82,12 +82,12 @@ def read_samples(args: argparse.Namespace) -> tuple[Array, Array]:
     return load_samples(samples_path(args), _samples_hint(args))
 
 
-def get_inputs(args: argparse.Namespace, model: Sequential) -> Inputs:
+def get_inputs(args: argparse.Namespace, model: Graph) -> Inputs:
     """``--input`` read, checked and turned into model inputs (see :mod:`lrp_ref._cli_inputs`)."""
     return read_input(args.input, model, samples_path(args), interpretation(args), args.grey, _samples_hint(args))
 
 
-def open_model(path: str) -> Sequential:
+def open_model(path: str) -> Graph:
     """The model of ``--model``; a file that cannot be read is one line naming it."""
     p = Path(path)
     if not p.is_file():
@@ -109,12 +109,12 @@ def interpretation(args: argparse.Namespace) -> Interpretation:
     return Interpretation(args.preprocessed, args.input_range)
 
 
-def class_name(model: Sequential, k: int) -> str:
+def class_name(model: Graph, k: int) -> str:
     names = model.metadata.get("class_names")
     return str(names[k]) if names is not None and k < len(names) else str(k)
 
 
-def check_target(target: int | None, model: Sequential, x: Array) -> None:
+def check_target(target: int | None, model: Graph, x: Array) -> None:
     """Refuse a ``--target`` the model has no output for."""
     if target is None:
         return
@@ -125,7 +125,7 @@ def check_target(target: int | None, model: Sequential, x: Array) -> None:
         raise CliError(f"--target {target}: the model has {out[0]} outputs, classes 0..{out[0] - 1}{listing}")
 
 
-def run_explain(model: Sequential, x: Array, rules: Rule | Composite, spec: str, **kwargs: Any) -> Explanation:
+def run_explain(model: Graph, x: Array, rules: Rule | Composite, spec: str, **kwargs: Any) -> Explanation:
     """:func:`explain`, with a failure reported against ``--rule``."""
     try:
         return explain(model, x, rules, **kwargs)
@@ -326,7 +326,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_for_comparison(spec: str, model: Sequential) -> Rule | Composite:
+def build_for_comparison(spec: str, model: Graph) -> Rule | Composite:
     """A rule of the seed's comparison, built as the catalog builds it."""
     try:
         return catalog.from_spec(spec, bounds(model))

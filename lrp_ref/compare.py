@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from .composites import Composite
 from .explain import Explanation, explain
-from .graph import Sequential
+from .graph import Graph
 from .rules import Rule
 from .testing import relevance_error, tolerance_for
 
@@ -102,7 +102,7 @@ def _matches(candidate: Mapping[int, Array], oracle: Explanation, rtol: float) -
 
 
 def compare(
-    model: Sequential,
+    model: Graph,
     x: Any,
     rules: Rule | Composite | Sequence[Rule | None],
     candidate: Mapping[int, Any] | Any,

@@ -77,8 +77,21 @@ import numpy as np
 from . import _sandbox
 from ._checks import MAX_ELEMENTS as LAYER_MAX_ELEMENTS
 from .errors import IOArgumentError, LrpRefError, ModelFormatError, ShapeError
-from .graph import Sequential
-from .layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
+from .graph import INPUT, Graph, Node, Sequential
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    GlobalAvgPool2d,
+    Layer,
+    MaxPool2d,
+    ReLU,
+)
+from .merge import Add, Concat
 
 __all__ = [
     "FORMAT",
@@ -98,7 +111,7 @@ __all__ = [
 #: Value of the root attribute ``format``.
 FORMAT = "lrp_ref"
 #: The schema this version writes, and the newest it reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Default cap of :func:`load` on the elements of any one dataset or attribute.
 MAX_ELEMENTS = 2**28
 #: Default cap of :func:`load` on the bytes of all parameter datasets together.
@@ -125,15 +138,33 @@ class _Spec(NamedTuple):
     ints: tuple[str, ...] = ()  # int64 scalar attributes
     required: tuple[str, ...] = ()  # datasets
     optional: tuple[str, ...] = ()
+    floats: tuple[str, ...] = ()  # float64 scalar attributes
+    sides: tuple[str, ...] = ()  # int64 (2,) or, from schema 2, (4,) attributes: padding (top, bottom, left, right)
+    extra: tuple[tuple[str, Any], ...] = ()  # optional int attributes (schema 2) and the value their absence means
+    schema: int = 1  # the first schema that has this layer type
 
+
+#: the order integer attributes are written in (schema 1 files keep their bytes)
+_ORDER = ("kernel_size", "stride", "padding", "dilation", "groups", "output_size", "n_inputs")
 
 _LAYERS: dict[str, _Spec] = {
     "Dense": _Spec(Dense, required=("weight",), optional=("bias",)),
-    "Conv2d": _Spec(Conv2d, ("kernel_size", "stride", "padding", "dilation"), ("groups",), ("weight",), ("bias",)),
-    "MaxPool2d": _Spec(MaxPool2d, ("kernel_size", "stride", "padding")),
-    "AvgPool2d": _Spec(AvgPool2d, ("kernel_size", "stride"), required=("window_weight",)),
+    "Conv2d": _Spec(Conv2d, ("kernel_size", "stride", "dilation"), ("groups",), ("weight",), ("bias",),
+                    sides=("padding",)),
+    "MaxPool2d": _Spec(MaxPool2d, ("kernel_size", "stride"), sides=("padding",)),
+    "AvgPool2d": _Spec(AvgPool2d, ("kernel_size", "stride"), required=("window_weight",),
+                       extra=(("padding", (0, 0)), ("count_include_pad", 1))),
     "ReLU": _Spec(ReLU),
     "Flatten": _Spec(Flatten),
+    # schema 2
+    "BatchNorm1d": _Spec(BatchNorm1d, required=("gamma", "beta", "running_mean", "running_var"), floats=("eps",),
+                         schema=2),
+    "BatchNorm2d": _Spec(BatchNorm2d, required=("gamma", "beta", "running_mean", "running_var"), floats=("eps",),
+                         schema=2),
+    "AdaptiveAvgPool2d": _Spec(AdaptiveAvgPool2d, ("output_size",), schema=2),
+    "GlobalAvgPool2d": _Spec(GlobalAvgPool2d, schema=2),
+    "Add": _Spec(Add, ints=("n_inputs",), optional=("weight",), schema=2),
+    "Concat": _Spec(Concat, ints=("n_inputs",), schema=2),
 }
 
 
@@ -243,7 +274,7 @@ _KNOWN: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def _metadata(raw: Mapping[Any, Any], model: Sequential, where: str) -> dict[str, Any]:
+def _metadata(raw: Mapping[Any, Any], model: Graph, where: str) -> dict[str, Any]:
     """Check and normalise metadata: the same rules for :func:`save` and :func:`load`."""
     meta: dict[str, Any] = {}
     for key, value in raw.items():
@@ -277,7 +308,7 @@ def _metadata(raw: Mapping[Any, Any], model: Sequential, where: str) -> dict[str
     return meta
 
 
-def _boundaries(model: Sequential, input_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+def _boundaries(model: Graph, input_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     """The output shape for ``input_shape``; the layers refuse any activation beyond :data:`MAX_SAMPLE_ELEMENTS`.
 
     The layers compute their sizes in Python ints, one boundary at a time, so no shape arithmetic wraps int64.
@@ -291,7 +322,7 @@ def _boundaries(model: Sequential, input_shape: tuple[int, ...], where: str) -> 
 # ----------------------------------------------------------------------------- save
 
 
-def save(model: Sequential, path: PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+def save(model: Graph, path: PathLike, metadata: Mapping[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` in the lrp_ref HDF5 format (schema 1).
 
     Parameters
@@ -332,6 +363,8 @@ def save(model: Sequential, path: PathLike, metadata: Mapping[str, Any] | None =
             raise ModelFormatError(f"save: metadata must be a mapping (e.g. a dict); got {_kind(metadata)}")
         if isinstance(model, Sequential):
             model = Sequential(model.layers, {**model.metadata, **metadata})
+        elif isinstance(model, Graph):
+            model = Graph(model.nodes, {**model.metadata, **metadata})
     meta = _checked_for_writing(model, "save")
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "No such directory for the model file", str(target.parent))
@@ -344,24 +377,40 @@ def save(model: Sequential, path: PathLike, metadata: Mapping[str, Any] | None =
         tmp.unlink(missing_ok=True)
 
 
-def _checked_for_writing(model: Sequential, where: str) -> dict[str, Any]:
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{where} expects an lrp_ref.Sequential; got {type(model).__name__}")
+def _checked_for_writing(model: Graph, where: str) -> dict[str, Any]:
+    if not isinstance(model, Graph):
+        raise TypeError(f"{where} expects an lrp_ref.Sequential or Graph; got {type(model).__name__}")
     meta = _metadata(model.metadata, model, where)
     for i, layer in enumerate(model.layers):
         spec = _LAYERS.get(type(layer).__name__)
         if spec is None or spec.make is not type(layer):
             raise ModelFormatError(f"{where}: layer {i} is a {type(layer).__name__}; the format stores only "
                                    f"{', '.join(_LAYERS)}")
-        for name in spec.pairs + spec.ints:
-            _bounded(getattr(layer, name), f"{where}: layer {i} ({type(layer).__name__}) {name}")
-        if isinstance(layer, AvgPool2d) and layer.padding != (0, 0):  # not silently dropped: schema 1 has no field
-            raise ModelFormatError(f"{where}: layer {i} ({layer.describe()}): the format does not store average "
-                                   "pooling padding (nor count_include_pad)")
+        for name in spec.pairs + spec.ints + spec.sides + tuple(k for k, _ in spec.extra):
+            _bounded(tuple(np.atleast_1d(getattr(layer, name)).tolist()),
+                     f"{where}: layer {i} ({type(layer).__name__}) {name}")
     return meta
 
 
-def write_model(group: Any, model: Sequential) -> None:
+def _schema_needed(model: Graph) -> int:
+    """1 where schema 1 can hold ``model`` (so that such files stay as they were), else 2."""
+    if not isinstance(model, Sequential):
+        return 2
+    for layer in model.layers:
+        spec = _LAYERS[type(layer).__name__]
+        if spec.schema > 1 or any(len(getattr(layer, k)) == 4 for k in spec.sides):
+            return 2
+        if any(_extra_value(layer, k) != default for k, default in spec.extra):
+            return 2
+    return 1
+
+
+def _extra_value(layer: Layer, name: str) -> Any:
+    value = getattr(layer, name)
+    return int(value) if isinstance(value, (bool, np.bool_)) else tuple(value) if isinstance(value, tuple) else value
+
+
+def write_model(group: Any, model: Graph) -> None:
     """Write ``model`` into an open, empty h5py group, in the same layout as a model file's root.
 
     Used to embed models in other files (the conformance vectors).
@@ -370,7 +419,7 @@ def write_model(group: Any, model: Sequential) -> None:
 
 
 def read_model(group: Any, *, max_bytes: int = MAX_BYTES, max_elements: int = MAX_ELEMENTS,
-               max_layers: int = MAX_LAYERS) -> Sequential:
+               max_layers: int = MAX_LAYERS) -> Graph:
     """Read a model embedded by :func:`write_model` from an open h5py group, with every check of :func:`load`."""
     walk = _Walk(f"{group.file.filename}:{group.name}", _limits(max_bytes, max_elements, max_layers, "read_model"))
     with walk.guard():
@@ -378,9 +427,10 @@ def read_model(group: Any, *, max_bytes: int = MAX_BYTES, max_elements: int = MA
         return _read(group, walk)
 
 
-def _write(f: Any, model: Sequential, meta: dict[str, Any]) -> None:
+def _write(f: Any, model: Graph, meta: dict[str, Any]) -> None:
+    schema = _schema_needed(model)
     f.attrs.create("format", FORMAT, dtype=_STR)
-    f.attrs.create("schema_version", np.int64(SCHEMA_VERSION))
+    f.attrs.create("schema_version", np.int64(schema))
     f.attrs.create("dtype", model.dtype.name, dtype=_STR)
     for key, value in meta.items():
         if isinstance(value, str) or key == "class_names":
@@ -389,13 +439,22 @@ def _write(f: Any, model: Sequential, meta: dict[str, Any]) -> None:
             f.attrs.create(key, np.asarray(value, dtype=np.int64 if isinstance(value, (int, tuple)) else None))
     group = f.create_group("layers")
     width = max(3, len(str(len(model) - 1)))
-    for i, layer in enumerate(model.layers):
+    for i, node in enumerate(model.nodes):
+        layer = node.layer
         spec = _LAYERS[type(layer).__name__]
         g = group.create_group(f"{i:0{width}d}")
         g.attrs.create("type", type(layer).__name__, dtype=_STR)
         g.attrs.create("index", np.int64(i))
-        for name in spec.pairs + spec.ints:
+        if schema >= 2:
+            g.attrs.create("name", node.name, dtype=_STR)
+            g.attrs.create("inputs", list(node.inputs), dtype=_STR)
+        for name in sorted(spec.pairs + spec.ints + spec.sides, key=_ORDER.index):  # schema 1's order, as ever
             g.attrs.create(name, np.asarray(getattr(layer, name), dtype=np.int64))
+        for name in spec.floats:
+            g.attrs.create(name, np.float64(getattr(layer, name)))
+        for name, default in spec.extra:
+            if (value := _extra_value(layer, name)) != default:
+                g.attrs.create(name, np.asarray(value, dtype=np.int64))
         for name in spec.required + spec.optional:
             if getattr(layer, name) is not None:
                 g.create_dataset(name, data=getattr(layer, name), track_times=False)
@@ -461,7 +520,8 @@ _MAX_CHUNKS = 2**16
 #: Most attributes on the root (the metadata); layer groups have a handful by the format.
 _MAX_ROOT_ATTRIBUTES = 1024
 #: Most attributes on a layer group: type, index and the hyper-parameters of the richest type.
-_MAX_LAYER_ATTRIBUTES = 2 + max(len(spec.pairs) + len(spec.ints) for spec in _LAYERS.values())
+_MAX_LAYER_ATTRIBUTES = 4 + max(len(spec.pairs) + len(spec.ints) + len(spec.floats) + len(spec.sides)
+                                + len(spec.extra) for spec in _LAYERS.values())  # + type, index, name, inputs
 #: Most member names listed in a message.
 _LISTED = 8
 
@@ -502,7 +562,7 @@ class _Walk:
 
 
 def load(path: PathLike, *, max_bytes: int = MAX_BYTES, max_elements: int = MAX_ELEMENTS,
-         max_layers: int = MAX_LAYERS, untrusted: bool = False) -> Sequential:
+         max_layers: int = MAX_LAYERS, untrusted: bool = False) -> Graph:
     """Read a model written by :func:`save`, or by any writer that follows ``weights/README.md``.
 
     Parameters
@@ -566,7 +626,7 @@ def _identity(p: Path) -> tuple[int, ...]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _load(p: Path, limits: _Limits) -> Sequential:
+def _load(p: Path, limits: _Limits) -> Graph:
     _identity(p)
     walk = _Walk(str(p), limits)
     with walk.guard():
@@ -624,7 +684,7 @@ def check_file(path: PathLike, *, max_bytes: int = MAX_BYTES, max_elements: int 
             + (f"input_shape {tuple(shape)}" if shape else "no input_shape"))
 
 
-def _read(f: Any, walk: _Walk) -> Sequential:
+def _read(f: Any, walk: _Walk) -> Graph:
     where, limits = walk.name, walk.limits
     attrs = _attributes(f, walk, f"{where}: root", _MAX_ROOT_ATTRIBUTES)
     for name, wanted in (("format", f"{FORMAT!r}"), ("schema_version", "an int"), ("dtype", "'float32' or 'float64'")):
@@ -664,15 +724,32 @@ def _read(f: Any, walk: _Walk) -> Sequential:
         raise ModelFormatError(f"{where}: layer groups must be named {expected_names[0]}..{expected_names[-1]} "
                                f"(zero-padded to {width} digits); missing: {_listing(missing)}; unexpected: "
                                f"{_listing(extra)}")
-    plans = [_plan(layers, n, i, dtype, walk) for i, n in enumerate(names)]
-    total = sum(math.prod(ds.shape) * ds.dtype.itemsize for _, _, _, datasets in plans for ds in datasets.values())
+    plans = [_plan(layers, n, i, dtype, walk, version) for i, n in enumerate(names)]
+    total = sum(math.prod(ds.shape) * ds.dtype.itemsize for _, _, _, datasets, _ in plans for ds in datasets.values())
     if total > limits.max_bytes:
         raise ModelFormatError(f"{where}: the parameters declare {total} bytes, more than max_bytes="
                                f"{limits.max_bytes}; pass a larger max_bytes to load() if you trust the file")
     walk.fits_file(total, f"{where}: the parameters together")
-    model = Sequential([_build(*plan, dtype, walk) for plan in plans])
+    built = [_build(*plan[:4], dtype, walk) for plan in plans]
+    walk.at = "the nodes (attributes 'name' and 'inputs')"
+    nodes = None
+    if version >= 2:
+        nodes = []
+        for plan, layer in zip(plans, built):
+            name, inputs = plan[4]  # type: ignore[misc]
+            nodes.append(Node(name, layer, inputs))
+    model = _model(built, nodes)
     walk.at = "the root attributes (metadata)"
-    return Sequential(model.layers, _metadata(attrs, model, where))
+    meta = _metadata(attrs, model, where)
+    return Sequential(model.layers, meta) if isinstance(model, Sequential) else Graph(model.nodes, meta)
+
+
+def _model(layers: list[Layer], nodes: list[Node] | None) -> Graph:
+    """A Sequential where the nodes form the default chain (or schema 1 has no nodes), else a Graph."""
+    if nodes is None or all(n.name == str(i) and n.inputs == ((INPUT,) if i == 0 else (str(i - 1),))
+                            for i, n in enumerate(nodes)):
+        return Sequential(layers)
+    return Graph(nodes)
 
 
 def _listing(names: list[str]) -> str:
@@ -734,9 +811,9 @@ def _exact(found: set[str], required: tuple[str, ...], optional: tuple[str, ...]
         raise ModelFormatError(f"{where}: unexpected {noun} {_listing(list(map(repr, extra)))}; allowed: {allowed}")
 
 
-def _plan(layers: Any, name: str, index: int, dtype: np.dtype[Any], walk: _Walk
-          ) -> tuple[str, _Spec, dict[str, Any], dict[str, Any]]:
-    """Check one layer group from HDF5 metadata alone; returns what :func:`_build` needs."""
+def _plan(layers: Any, name: str, index: int, dtype: np.dtype[Any], walk: _Walk, version: int
+          ) -> tuple[str, _Spec, dict[str, Any], dict[str, Any], tuple[str, tuple[str, ...]] | None]:
+    """Check one layer group from HDF5 metadata alone; returns what :func:`_build` needs, and its node (schema 2)."""
     path = f"layers/{name}"
     walk.at = path
     g = _child(layers, name, h5py.Group, f"{walk.name}: {path}")
@@ -747,15 +824,35 @@ def _plan(layers: Any, name: str, index: int, dtype: np.dtype[Any], walk: _Walk
         raise ModelFormatError(f"{walk.name}: {path}: unknown layer type {kind!r}; expected one of "
                                f"{', '.join(_LAYERS)}")
     spec, where = _LAYERS[kind], f"{walk.name}: {path} ({kind})"
-    wanted = ("type", "index", *spec.pairs, *spec.ints)
-    _exact(set(g.attrs), wanted, (), where, "attribute")
-    attrs = {**head, **_attributes(g, walk, where, len(wanted), wanted[1:])}
+    if spec.schema > version:
+        raise ModelFormatError(f"{where}: layer type {kind!r} needs schema {spec.schema}; the file says schema "
+                               f"{version}")
+    graph = ("name", "inputs") if version >= 2 else ()
+    extra = tuple(k for k, _ in spec.extra) if version >= 2 else ()
+    wanted = ("type", "index", *graph, *spec.pairs, *spec.ints, *spec.floats, *spec.sides)
+    _exact(set(g.attrs), wanted, extra, where, "attribute")
+    attrs = {**head, **_attributes(g, walk, where, len(wanted) + len(extra), wanted[1:] + extra)}
     if _integer(attrs["index"], f"{where}: attribute 'index'") != index:
         raise ModelFormatError(f"{where}: attribute 'index' is {attrs['index']}; expected {index} (its position)")
     hyper: dict[str, Any] = {k: _pair(attrs[k], f"{where}: attribute {k!r}") for k in spec.pairs}
     hyper.update({k: _integer(attrs[k], f"{where}: attribute {k!r}") for k in spec.ints})
+    hyper.update({k: _sides(attrs[k], f"{where}: attribute {k!r}", version) for k in spec.sides})
+    for k, _ in spec.extra:
+        if k in attrs:
+            hyper[k] = _sides(attrs[k], f"{where}: attribute {k!r}", version) if k == "padding" else \
+                _integer(attrs[k], f"{where}: attribute {k!r}")
     for k, value in hyper.items():
         _bounded(value, f"{where}: attribute {k!r}")
+    if "count_include_pad" in hyper:
+        if hyper["count_include_pad"] not in (0, 1):
+            raise ModelFormatError(f"{where}: attribute 'count_include_pad' must be 0 or 1; got "
+                                   f"{hyper['count_include_pad']}")
+        hyper["count_include_pad"] = bool(hyper["count_include_pad"])
+    hyper.update({k: _real(attrs[k], f"{where}: attribute {k!r}") for k in spec.floats})
+    node = None
+    if graph:
+        node = (_text(attrs["name"], f"{where}: attribute 'name'"),
+                tuple(_names(attrs["inputs"], f"{where}: attribute 'inputs'")))
     walk.at = path
     _exact(_member_names(g, where, "member", len(spec.required + spec.optional)), spec.required, spec.optional, where,
            "dataset")
@@ -764,7 +861,16 @@ def _plan(layers: Any, name: str, index: int, dtype: np.dtype[Any], walk: _Walk
         walk.at = f"{path}/{k}"
         _check_dataset(ds, f"{walk.name}: {path}/{k}", dtype, walk)
     _check_shapes(kind, hyper, {k: tuple(ds.shape) for k, ds in datasets.items()}, where)
-    return where, spec, hyper, datasets
+    return where, spec, hyper, datasets, node
+
+
+def _sides(value: Any, what: str, version: int) -> tuple[int, ...]:
+    """Padding: two integers (rows, columns), or from schema 2 four (top, bottom, left, right)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.shape not in ((2,), (4,)) or (arr.shape == (4,) and version < 2):
+        allowed = "two integers (shape (2,))" + (" or four (shape (4,))" if version >= 2 else "")
+        raise ModelFormatError(f"{what} must be {allowed}; got {_kind(value)}")
+    return tuple(int(v) for v in arr)
 
 
 def _check_dataset(ds: Any, path: str, dtype: np.dtype[Any], walk: _Walk) -> None:
@@ -824,7 +930,7 @@ def _check_chunks(ds: Any, dcpl: Any, path: str, n_bytes: int) -> None:
 
 def _check_shapes(kind: str, hyper: dict[str, Any], shapes: dict[str, tuple[int, ...]], where: str) -> None:
     w, b, k = shapes.get("weight"), shapes.get("bias"), hyper.get("kernel_size")
-    if w is not None:
+    if w is not None and kind in ("Dense", "Conv2d"):
         ndim, layout = (2, "(out, in)") if kind == "Dense" else (4, "(out, in/groups, kh, kw)")
         if len(w) != ndim:
             raise ModelFormatError(f"{where}: weight must have {ndim} dimensions {layout}; found shape {w}")
@@ -832,6 +938,11 @@ def _check_shapes(kind: str, hyper: dict[str, Any], shapes: dict[str, tuple[int,
             raise ModelFormatError(f"{where}: bias must have shape ({w[0]},) to match weight {w}; found {b}")
         if kind == "Conv2d" and w[2:] != k:
             raise ModelFormatError(f"{where}: weight shape {w} does not match attribute kernel_size {k}")
+    if kind == "Add" and w is not None and w != (hyper["n_inputs"],):
+        raise ModelFormatError(f"{where}: weight must have shape (n_inputs,) = ({hyper['n_inputs']},); found {w}")
+    if kind.startswith("BatchNorm") and (len(set(shapes.values())) != 1 or any(len(s) != 1 for s in shapes.values())):
+        raise ModelFormatError(f"{where}: gamma, beta, running_mean and running_var must be vectors of one length "
+                               f"(C,); found {shapes}")
     if kind == "AvgPool2d" and shapes["window_weight"] != k:
         raise ModelFormatError(f"{where}: window_weight must have shape kernel_size {k}; found "
                                f"{shapes['window_weight']}")

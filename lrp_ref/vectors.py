@@ -47,7 +47,7 @@ from . import catalog, io
 from . import layers as L
 from .errors import ModelFormatError
 from .explain import Explanation, explain
-from .graph import Sequential
+from .graph import Graph, Sequential
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "platform_fingerprint", "read_vector",
            "suite", "write_suite", "write_vector"]
@@ -83,7 +83,7 @@ class Case:
 
     name: str
     description: str
-    model: Sequential
+    model: Graph
     x: Array
     rule_spec: str
     profile: str = "lrp_ref"
@@ -225,7 +225,7 @@ class StoredVector:
     name: str
     rule_spec: str
     profile: str
-    model: Sequential
+    model: Graph
     x: Array
     target: Array
     output: Array

@@ -22,7 +22,7 @@ from numpy.testing import assert_array_equal
 import lrp_ref.io
 from lrp_ref import AvgPool2d, Conv2d, Dense, Flatten, LrpRefError, MaxPool2d, ModelFormatError, ReLU, Sequential, cli
 from lrp_ref.errors import IOArgumentError
-from lrp_ref.io import SCHEMA_VERSION, check_file, load, read_model, save, write_model
+from lrp_ref.io import check_file, load, read_model, save, write_model
 
 INPUT_SHAPE = (4, 11, 12)
 
@@ -158,7 +158,8 @@ def test_file_layout_follows_the_specification(model_file: Path) -> None:
             info = h5py.check_string_dtype(f.attrs.get_id(name).dtype)
             assert info is not None and info.encoding == "utf-8" and info.length is None  # variable-length UTF-8
         assert f.attrs["format"] == "lrp_ref" and f.attrs["dtype"] == "float64"
-        assert f.attrs.get_id("schema_version").dtype == np.int64 and f.attrs["schema_version"] == SCHEMA_VERSION
+        # a chain of schema-1 layers is still written as schema 1 (SCHEMA_VERSION, 2, is what graphs need)
+        assert f.attrs.get_id("schema_version").dtype == np.int64 and f.attrs["schema_version"] == 1
         assert f.attrs.get_id("class_names").shape == (3,)
         assert list(f) == ["layers"]
         assert list(f["layers"]) == [f"{i:03d}" for i in range(9)]
@@ -262,7 +263,7 @@ def test_save_refuses_bad_metadata(tmp_path: Path, metadata: dict[Any, Any], mat
 def test_save_refuses_unknown_layer_classes(tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError, match="layer 1 is a Square; the format stores only Dense, Conv2d"):
         save(Sequential([Flatten(), Square()]), tmp_path / "m.h5")
-    with pytest.raises(TypeError, match=r"expects an lrp_ref\.Sequential; got list"):
+    with pytest.raises(TypeError, match=r"expects an lrp_ref\.Sequential or Graph; got list"):
         save([ReLU()], tmp_path / "m.h5")  # type: ignore[arg-type]
 
 
@@ -318,7 +319,7 @@ def _set_attr(name: str, value: Any) -> Callable[[h5py.File], object]:
     (_del_attr("format"), "no root attribute 'format'; expected 'lrp_ref'"),
     (_set_attr("format", "keras"), "root attribute 'format' is str 'keras'; expected 'lrp_ref'"),
     (_del_attr("schema_version"), "no root attribute 'schema_version'"),
-    (_set_attr("schema_version", 2), "written by a newer lrp_ref: schema 2, this version reads up to 1"),
+    (_set_attr("schema_version", 3), "written by a newer lrp_ref: schema 3, this version reads up to 2"),
     (_set_attr("schema_version", 0), "'schema_version' must be >= 1; got 0"),
     (_set_attr("schema_version", "1"), "'schema_version' must be an integer"),
     (_del_attr("dtype"), "no root attribute 'dtype'; expected 'float32' or 'float64'"),
@@ -551,7 +552,7 @@ def test_load_refuses_too_many_members_before_listing_them(model_file: Path) -> 
     with h5py.File(model_file, "r+") as f:
         for i in range(9):
             del f[f"extra{i}"]
-    with pytest.raises(ModelFormatError, match=r"layers/006: 10 attributes, more than the 7 allowed"):
+    with pytest.raises(ModelFormatError, match=r"layers/006: 10 attributes, more than the 9 allowed"):
         load(model_file)
 
 

@@ -217,11 +217,17 @@ def test_find_near_ties_on_asymmetric_max_pool_and_new_layers() -> None:
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
-def test_save_refuses_padded_average_pooling_rather_than_dropping_it(tmp_path: Any, count_include_pad: bool) -> None:
-    from lrp_ref import Sequential, save
-    from lrp_ref.errors import ModelFormatError
+def test_padded_average_pooling_is_saved_in_schema_2(tmp_path: Any, count_include_pad: bool) -> None:
+    """Schema 1 had no field for it (and silently dropped it once); schema 2 keeps padding and count_include_pad."""
+    import h5py
 
-    model = Sequential([AvgPool2d(3, 1, padding=1, count_include_pad=count_include_pad)])
-    with pytest.raises(ModelFormatError, match="padding"):
-        save(model, tmp_path / "m.h5")
-    assert not (tmp_path / "m.h5").exists()
+    from lrp_ref import Sequential, load, save
+
+    model = Sequential([AvgPool2d(3, 1, padding=(1, 0, 1, 1), count_include_pad=count_include_pad)])
+    save(model, tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert f.attrs["schema_version"] == 2
+    back = load(tmp_path / "m.h5")
+    assert back[0].padding == (1, 0, 1, 1) and back[0].count_include_pad == count_include_pad
+    x = np.random.default_rng(0).normal(size=(2, 3, 6, 7))
+    np.testing.assert_array_equal(back.forward(x), model.forward(x))
