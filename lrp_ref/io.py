@@ -554,7 +554,7 @@ class _Walk:
 
     def fits_file(self, n_bytes: int, what: str) -> None:
         if self.file_size is not None and n_bytes > self.file_size:
-            raise ModelFormatError(f"{what} declares {n_bytes} bytes, more than the whole file holds "
+            raise ModelFormatError(f"{what}: {n_bytes} bytes declared, more than the whole file holds "
                                    f"({self.file_size} bytes)")
 
 

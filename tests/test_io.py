@@ -592,7 +592,7 @@ def _unwritten(name: str, shape: tuple[int, ...], **kwargs: Any) -> Callable[[h5
 
 @pytest.mark.parametrize(("edit", "match"), [
     (_unwritten("layers/006/weight", (7, 2**20)),
-     "layers/006/weight declares 58720256 bytes, more than the whole file holds \\(\\d+ bytes\\)"),
+     "layers/006/weight: 58720256 bytes declared, more than the whole file holds \\(\\d+ bytes\\)"),
     (_unwritten("layers/006/weight", (7, 24)),
      "layers/006/weight: declares 1344 bytes but the file stores 0 of them \\(the data were never written\\)"),
     (_unwritten("layers/006/weight", (7, 24), chunks=(7, 12)),
@@ -634,6 +634,21 @@ def test_load_refuses_compressed_data(model_file: Path, kwargs: dict[str, Any], 
 def test_chunked_and_checksummed_data_load_exactly(model_file: Path, kwargs: dict[str, Any]) -> None:
     edited(model_file, _stored("layers/006/weight", **kwargs))
     assert_array_equal(load(model_file)[6].weight, every_layer_model()[6].weight)  # type: ignore[attr-defined]
+
+
+def test_load_refuses_parameters_that_together_declare_more_than_the_file(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hard links let 40 layers share one 80 kB weight: 3.2 MB of parameters in a file of about 100 kB."""
+    path = tmp_path / "m.h5"
+    save(Sequential([Dense(np.eye(100))] + [Dense(np.eye(1))] * 39), path)
+    with h5py.File(path, "r+") as f:
+        for i in range(1, 40):
+            del f[f"layers/{i:03d}/weight"]
+            f[f"layers/{i:03d}/weight"] = f["layers/000/weight"]  # a second hard link to the same data
+    _no_reads(monkeypatch)
+    with pytest.raises(ModelFormatError, match=r"m\.h5: the parameters together: 3200000 bytes declared, more "
+                                               r"than the whole file holds \(\d{5,6} bytes\)"):
+        load(path)
 
 
 def test_load_refuses_too_many_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
