@@ -3,6 +3,7 @@
 
     scripts/record_innvestigate.py [DIR]           # default tests/golden/innvestigate
     scripts/record_innvestigate.py [DIR] --check   # compare with what is recorded, write nothing
+    scripts/record_innvestigate.py [DIR] --net cnn_max   # one network only
 
 Needs the iNNvestigate environment (scripts/setup_innvestigate.sh: TensorFlow CPU 2.14.1,
 numpy < 2, iNNvestigate 2.1.2): ``make innvestigate-peer``.  For the networks and inputs of the
@@ -117,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("dir", nargs="?", default=str(ROOT / "tests" / "golden" / "innvestigate"))
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--net", action="append", choices=keras_nets.NETS,
+                        help="only this network (repeatable; default: all)")
     args = parser.parse_args(argv)
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    for net in keras_nets.NETS:
+    for net in args.net or keras_nets.NETS:
         model, inputs, cases, worst = run(net)
         path = out / f"{net}.h5"
         print(f"{net}: {sum(map(len, cases.values()))} cases, worst {worst:.2e} of max|R|")

@@ -6,7 +6,8 @@ layout; the Keras twin is NHWC:
 * ``Dense(w (out, in), b)``  ->  ``Dense(out)`` with kernel ``w.T``; after a ``Flatten`` of
   an image, the kernel's rows are reordered from lrp_ref's (c, h, w) to Keras' (h, w, c);
 * ``Conv2d(w (out, in, kh, kw), b)``  ->  ``Conv2D`` with kernel ``w`` as (kh, kw, in, out),
-  padding ``"valid"`` or, for stride 1 and ``padding = k // 2`` with odd ``k``, ``"same"``;
+  padding ``"valid"``, or ``"same"`` where the padding is TensorFlow's (``lrp_ref.same_padding``:
+  at stride 2 on even sizes one more row and column at the bottom and right);
 * a ``ReLU`` after a Dense or Conv2d becomes that layer's ``activation="relu"``, which is how
   Keras models are usually written (iNNvestigate passes the relevance of a fused activation
   through, as lrp_ref's ``Pass`` does);
@@ -32,7 +33,7 @@ def random_net(kind: str, seed: int) -> tuple[Sequential, tuple[int, ...]]:
     def dense(n_in: int, n_out: int) -> L.Dense:
         return L.Dense(rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)), rng.normal(0, 0.3, n_out))
 
-    def conv(c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0) -> L.Conv2d:
+    def conv(c_in: int, c_out: int, k: int, stride: int = 1, padding: Any = 0) -> L.Conv2d:
         w = rng.normal(0, 1 / np.sqrt(c_in * k * k), (c_out, c_in, k, k))
         return L.Conv2d(w, rng.normal(0, 0.3, c_out), stride=stride, padding=padding)
 
@@ -53,10 +54,16 @@ def random_net(kind: str, seed: int) -> tuple[Sequential, tuple[int, ...]]:
             conv(1, 3, 3, padding=1), L.ReLU(), L.MaxPool2d(3, stride=2),
             conv(3, 4, 3, stride=2), L.ReLU(), L.AvgPool2d(1), L.Flatten(), dense(4, 3),
         ]), (1, 9, 9)
+    if kind == "cnn_same_stride2":  # TensorFlow's 'same' at stride 2 on even sizes: one more row/column after
+        return Sequential([
+            conv(2, 4, 3, stride=2, padding=L.same_padding((8, 8), 3, 2)), L.ReLU(),
+            conv(4, 4, 3, stride=2, padding=L.same_padding((4, 4), 3, 2)), L.ReLU(),
+            L.Flatten(), dense(4 * 2 * 2, 3),
+        ]), (2, 8, 8)
     raise ValueError(f"unknown net kind {kind!r}")
 
 
-NETS = ("mlp", "cnn_max", "cnn_avg", "cnn_overlap")
+NETS = ("mlp", "cnn_max", "cnn_avg", "cnn_overlap", "cnn_same_stride2")
 
 
 def random_input(shape: tuple[int, ...], kind: str, n: int, seed: int) -> Array:
@@ -116,10 +123,13 @@ def to_keras(model: Sequential, input_shape: tuple[int, ...]) -> Any:
             weights.append((k, [w.T, layer.bias]))
         elif isinstance(layer, L.Conv2d):
             kh, kw = layer.kernel_size
+            hw = shapes[i][1:]
             if layer.padding == (0, 0):
                 pad = "valid"
             elif layer.stride == (1, 1) and layer.padding == (kh // 2, kw // 2) and kh % 2 and kw % 2:
                 pad = "same"
+            elif layer.padding == L.same_padding(hw, (kh, kw), layer.stride, layer.dilation):
+                pad = "same"  # TensorFlow's asymmetric 'same'
             else:
                 raise ValueError(f"no Keras padding for {layer.describe()}")
             k = keras.layers.Conv2D(layer.out_channels, (kh, kw), strides=layer.stride, padding=pad, activation=act)
