@@ -1,4 +1,4 @@
-"""Saving and loading models: the lrp_ref HDF5 format, schema 1.
+"""Saving and loading models: the lrp_ref HDF5 format, schemas 1 and 2 (graphs and the later layers).
 
 ``weights/README.md`` is the full specification (HDF5 types, an example
 listing).  In short, a model file is an HDF5 file holding::
