@@ -275,16 +275,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare_rules(args: argparse.Namespace) -> int:
-    check_out(args.out)
-    model = open_model(args.model)
-    inputs = get_inputs(args, model)
-    x = inputs.x
-    if x.ndim not in (3, 4):
-        raise CliError(f"--input {args.input}: compare-rules draws heatmaps, and one input has shape {x.shape[1:]}, "
-                       "not an image (H, W) or (C, H, W); use explain, which writes relevance.npy and the ledger")
-    check_target(args.target, model, x)
-    print(f"input: {inputs.description}")
+def _rule_comparison(model: Graph, x: Array, target: int | None) -> tuple[list[tuple[str, Explanation]], list[str]]:
+    """Every rule of the seed's comparison on ``model``: (label, explanation) per rule, and notes."""
     runs: list[tuple[str, Explanation]] = []
     notes = []
     progress = Progress(len(catalog.SEED_COMPARISON), "rules")
@@ -292,33 +284,66 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
         rules = build_for_comparison(spec, model)
         if isinstance(rules, Composite) and (why := unused_parts(rules, model)) is not None:
             notes.append(f"note: {label_text} ({spec}): {why}")
-        e = run_explain(model, x, rules, spec, target=args.target)
+        e = run_explain(model, x, rules, spec, target=target)
         e.ledger.check_balance()
         runs.append((label_text, e))
         progress.step(label_text)
-    print("\n".join(notes), end="\n" if notes else "")
-    first = runs[0][1]
-    assert first.target is not None
-    out_dir, fmt = prepare_out(args.out), _numbered(len(x))
+    return runs, notes
+
+
+def cmd_compare_rules(args: argparse.Namespace) -> int:
+    check_out(args.out)
+    paths = [args.model, *(args.also_model or [])]
+    blocks: list[tuple[str, Graph, Inputs, list[tuple[str, Explanation]]]] = []  # per model
+    for path in paths:
+        model = open_model(path)
+        inputs = get_inputs(args, model)
+        x = inputs.x
+        if x.ndim not in (3, 4):
+            raise CliError(f"--input {args.input}: compare-rules draws heatmaps, and one input has shape "
+                           f"{x.shape[1:]}, not an image (H, W) or (C, H, W); use explain, which writes relevance.npy "
+                           "and the ledger")
+        if blocks and len(x) != len(blocks[0][2].x):
+            raise CliError(f"--also-model {path}: the input gives it {len(x)} samples, the first model "
+                           f"{len(blocks[0][2].x)}")
+        check_target(args.target, model, x)
+        print(f"{Path(path).stem}: input: {inputs.description}" if len(paths) > 1 else f"input: {inputs.description}")
+        runs, notes = _rule_comparison(model, x, args.target)
+        print("\n".join(notes), end="\n" if notes else "")
+        blocks.append((Path(path).stem, model, inputs, runs))
+    inputs = blocks[0][2]
+    n = len(inputs.x)
+    out_dir, fmt = prepare_out(args.out), _numbered(n)
     written = []
-    figures = Progress(len(x), "figures") if inputs.batched else None
-    for i in range(len(x)):
-        target = int(first.target[i])
-        if inputs.batched:
-            print(f"sample {i:{fmt}}{inputs.source(i)}: explaining class {class_name(model, target)}, "
-                  f"f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
-        print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
-        panels = []
-        for label_text, e in runs:
-            total = float(e.relevance[i].sum())
-            print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
-                  f"{_worst_residual(e, i):>19.2e}")
-            panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}   f(x) = {e.score[i]:.3g}"))
+    figures = Progress(n, "figures") if inputs.batched else None
+    for i in range(n):
+        groups, headline = [], []
+        for name, model, model_inputs, runs in blocks:
+            first = runs[0][1]
+            assert first.target is not None
+            target = int(first.target[i])
+            caption = f"class {class_name(model, target)}, f(x) = {first.score[i]:.3f}"
+            if inputs.batched or len(blocks) > 1:
+                print(f"{name + ': ' if len(blocks) > 1 else ''}sample {i:{fmt}}{inputs.source(i)}: explaining class "
+                      f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
+            print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
+            panels = []
+            for label_text, e in runs:
+                total = float(e.relevance[i].sum())
+                print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
+                      f"{_worst_residual(e, i):>19.2e}")
+                panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}   f(x) = {e.score[i]:.3g}"))
+            several = len(blocks) > 1  # one block per model, headed by its name
+            groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
+            headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
         which = f"sample {i}{inputs.source(i)}: " if inputs.batched else ""
-        title = (f"{Path(args.model).stem}: {which}explaining class {class_name(model, target)}, "
-                 f"f(x) = {first.score[i]:.3f}{_truth(inputs, i, '; ')}   (red: for, blue: against)")
+        legend = f"{_truth(inputs, i, '; ')}   (red: for, blue: against)"
+        if len(blocks) == 1:
+            title = f"{headline[0].replace(': ', ': ' + which, 1)}{legend}"
+        else:
+            title = f"{which}each model explains its own prediction{legend}"
         name = f"compare_rules_{i:{fmt}}.png" if inputs.batched else "compare_rules.png"
-        written.append(viz.save_comparison(x[i], panels, out_dir / name, title))
+        written.append(viz.save_comparison_groups(groups, out_dir / name, title))
         if figures is not None:
             figures.step(name)
     many = f"{len(written)} figures: {written[0]} .. {written[-1]}"
@@ -474,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)
     common(p, True)
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
+    p.add_argument("--also-model", action="append", metavar="MODEL",
+                   help="another model explained on the same input, drawn as further rows (repeatable)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=cmd_compare_rules)
 

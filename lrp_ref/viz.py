@@ -114,19 +114,39 @@ def save_comparison(
     columns: int = 5,
 ) -> Path:
     """One labelled figure: the input, then one heatmap per ``(label, relevance, caption)`` panel."""
+    return save_comparison_groups([("", image, panels, "")], path, title, columns)
+
+
+def save_comparison_groups(
+    groups: Sequence[tuple[str, Array, Sequence[tuple[str, Array, str]], str]],
+    path: str | Path,
+    title: str,
+    columns: int = 5,
+) -> Path:
+    """Several blocks of rows in one figure, one per ``(heading, input image, panels, input caption)`` group.
+
+    Each block (e.g. one per model) starts with its input, titled with the heading (or "input"), then
+    one heatmap per ``(label, relevance, caption)`` panel.
+    """
     plt = _require_viz("the comparison figure")
-    n = len(panels) + 1
-    rows = -(-n // columns)
+    block_rows = [-(-(len(panels) + 1) // columns) for _, _, panels, _ in groups]
+    rows = sum(block_rows)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    grey = to_2d(image) if np.ndim(image) != 2 else np.asarray(image)
-    axes.flat[0].imshow(grey, cmap="gray")
-    axes.flat[0].set_title("input", fontsize=10)
-    for ax, (label, relevance, caption) in zip(axes.flat[1:], panels):
-        ax.imshow(heatmap_rgb(relevance), interpolation="nearest")
-        ax.set_title(label, fontsize=9)
-        ax.text(0.5, -0.06, caption, transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+    first_row = 0
+    for (heading, image, panels, caption), n_rows in zip(groups, block_rows):
+        block = axes[first_row:first_row + n_rows].flat
+        grey = to_2d(image) if np.ndim(image) != 2 else np.asarray(image)
+        block[0].imshow(grey, cmap="gray")
+        block[0].set_title(heading or "input", fontsize=10, fontweight="bold" if heading else "normal")
+        if caption:
+            block[0].text(0.5, -0.06, caption, transform=block[0].transAxes, ha="center", va="top", fontsize=7.5)
+        for ax, (label, relevance, caption) in zip(block[1:], panels):
+            ax.imshow(heatmap_rgb(relevance), interpolation="nearest")
+            ax.set_title(label, fontsize=9)
+            ax.text(0.5, -0.06, caption, transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+        first_row += n_rows
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     out = Path(path)

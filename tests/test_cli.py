@@ -569,3 +569,12 @@ def test_a_closed_pipe_does_not_stop_the_work(tmp_path):
     assert proc.wait() == 0, err
     assert "error" not in err
     assert np.load(tmp_path / "relevance.npy").shape == (2, 1, 28, 28)
+
+
+def test_compare_rules_draws_one_block_of_rows_per_model(tmp_path, capsys):
+    code, out, _ = cli(capsys, "compare-rules", "--model", CNN, "--also-model", MLP, "--input", "sample:3",
+                       "--out", tmp_path)
+    assert code == 0
+    assert "mnist_cnn: sample 0: explaining class 1" in out and "mnist_mlp: sample 0: explaining class 1" in out
+    assert out.count("LRP-0") == 2  # a table per model
+    assert (tmp_path / "compare_rules.png").is_file()
