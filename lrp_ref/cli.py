@@ -324,7 +324,8 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
             target = int(first.target[i])
             caption = f"class {class_name(model, target)}, f(x) = {first.score[i]:.3f}"
             if inputs.batched or len(blocks) > 1:
-                print(f"{name + ': ' if len(blocks) > 1 else ''}sample {i:{fmt}}{inputs.source(i)}: explaining class "
+                sample = f"sample {i:{fmt}}{inputs.source(i)}: " if inputs.batched else ""
+                print(f"{name + ': ' if len(blocks) > 1 else ''}{sample}explaining class "
                       f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
             print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
             panels = []

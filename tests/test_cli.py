@@ -575,6 +575,6 @@ def test_compare_rules_draws_one_block_of_rows_per_model(tmp_path, capsys):
     code, out, _ = cli(capsys, "compare-rules", "--model", CNN, "--also-model", MLP, "--input", "sample:3",
                        "--out", tmp_path)
     assert code == 0
-    assert "mnist_cnn: sample 0: explaining class 1" in out and "mnist_mlp: sample 0: explaining class 1" in out
+    assert "mnist_cnn: explaining class 1, f(x) = 8.93" in out and "mnist_mlp: explaining class 1, f(x) = 6.90" in out
     assert out.count("LRP-0") == 2  # a table per model
     assert (tmp_path / "compare_rules.png").is_file()
