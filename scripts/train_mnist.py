@@ -1,4 +1,4 @@
-"""Deterministically train the two small MNIST reference models used by ``lrp_ref``.
+"""Deterministically train the three small MNIST reference models used by ``lrp_ref``.
 
 Trains, on CPU with PyTorch, in a fixed and reproducible way:
 
@@ -6,6 +6,14 @@ Trains, on CPU with PyTorch, in a fixed and reproducible way:
   -> MaxPool2d(2) -> Flatten -> Linear(512,100) -> ReLU -> Linear(100,10)
 * ``mlp``: Flatten -> Linear(784,300) -> ReLU -> Linear(300,100) -> ReLU
   -> Linear(100,10)
+* ``resnet``: a small residual network (a graph, not a chain): stem
+  Conv2d(1,16,3) -> BatchNorm2d -> ReLU at 28x28; three BasicBlocks, 16 -> 16
+  and 16 -> 32 at stride 2 with a 1x1 Conv2d + BatchNorm2d projection shortcut
+  (28x28 -> 14x14 -> 7x7), then 32 -> 32 with an identity shortcut, each
+  ``relu(body + shortcut)``; AdaptiveAvgPool2d(1) -> flatten -> Linear(32,10).
+  It is exported with ``lrp_ref.from_torch`` as an ``lrp_ref.Graph`` whose
+  batch norms stay layers (``lrp_ref.canonize`` merges them); its file needs
+  HDF5 schema 2.
 
 and writes, per model, ``<out>/mnist_<name>.h5`` in the lrp_ref HDF5 model
 format (``lrp_ref.save``; float64, PyTorch layout) with its metadata: input
@@ -19,9 +27,10 @@ test-set order, datasets ``images`` (uint8, (30, 28, 28)), ``labels`` (int64)
 and ``indices`` (int64, positions in the test set).
 
 Run with ``make weights`` (which fetches the data and installs PyTorch into its
-own environment; PyTorch is needed here only, never by ``lrp_ref`` itself), or::
+own environment; PyTorch is needed here only, never by ``lrp_ref`` itself;
+``make weights MODELS=resnet`` retrains the ResNet alone), or::
 
-    python scripts/train_mnist.py --data DIR_WITH_IDX_FILES --out weights
+    python scripts/train_mnist.py --data DIR_WITH_IDX_FILES --out weights [--models resnet]
 
 ``--data`` defaults to the environment variable ``MNIST_DIR``; the directory
 must hold the four original idx files (``train-images-idx3-ubyte``, ...;
@@ -172,6 +181,65 @@ def build_mlp() -> nn.Sequential:
     )
 
 
+class BasicBlock(nn.Module):
+    """ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    The shortcut is the identity, or, where the block changes the stride or the
+    channel count, a 1x1 Conv2d + BatchNorm2d projection (``downsample``).
+    The convolutions have no bias: the batch norm after each provides it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        body = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu2(body + shortcut)
+
+
+class ResNet(nn.Module):
+    """Small ResNet for 28x28 digits: stem, three basic blocks (28x28 -> 14x14 -> 7x7 -> 7x7), global pooling, Linear.
+
+    Every convolution pads by 1 (3x3) or 0 (1x1), so each stride-2 block halves
+    the image (28 -> 14 -> 7).  Adam at a higher learning rate than the chains
+    (batch norm tolerates it) with a faster decay reaches 99.4% in 8 epochs.
+    """
+
+    def __init__(self, width: int = 16, n_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.layer1 = BasicBlock(width, width, stride=2)
+        self.layer2 = BasicBlock(width, 2 * width, stride=2)
+        self.layer3 = BasicBlock(2 * width, 2 * width)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build_resnet() -> nn.Module:
+    """The ResNet above with widths 16, 16, 32, 32 (38,554 parameters)."""
+    return ResNet(width=16)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation recipe: Adam, per-epoch exponential learning-rate decay."""
@@ -183,9 +251,10 @@ class TrainConfig:
     seed: int = 0
 
 
-MODELS: dict[str, tuple[Callable[[], nn.Sequential], TrainConfig]] = {
+MODELS: dict[str, tuple[Callable[[], nn.Module], TrainConfig]] = {
     "cnn": (build_cnn, TrainConfig(epochs=15)),
     "mlp": (build_mlp, TrainConfig(epochs=20)),
+    "resnet": (build_resnet, TrainConfig(epochs=8, lr=3e-3, lr_decay=0.7)),
 }
 
 
@@ -268,15 +337,19 @@ def to_lrp_ref(model: nn.Sequential) -> Any:
     return lrp_ref.Sequential(layers)
 
 
-def export_model(path: Path, model: nn.Sequential, data: MnistData, *, seed: int) -> float:
-    """Write a trained model as an lrp_ref HDF5 file; return its float64 test accuracy.
+def shipped_model(model: nn.Module, data: MnistData, *, seed: int) -> tuple[Any, float]:
+    """The float64 lrp_ref model of a trained network, with its metadata, and its test accuracy.
 
-    The accuracy recorded is that of the shipped float64 lrp_ref model on the
-    10,000 MNIST test images, not of the float32 PyTorch model it came from.
+    An ``nn.Sequential`` (the CNN and the MLP) becomes an ``lrp_ref.Sequential``
+    (:func:`to_lrp_ref`); any other module (the ResNet) is traced by
+    ``lrp_ref.from_torch`` into an ``lrp_ref.Graph`` in inference mode, its
+    batch norms kept as layers.  The accuracy is that of this float64 lrp_ref
+    model on the 10,000 MNIST test images, not of the float32 PyTorch model it
+    came from, and is recorded in the metadata.
     """
     import lrp_ref
 
-    net = to_lrp_ref(model)
+    net = to_lrp_ref(model) if isinstance(model, nn.Sequential) else lrp_ref.from_torch(model.eval())
     x_test = data.test_images.astype(np.float64)[:, None] * INPUT_SCALE + INPUT_OFFSET
     predictions = np.concatenate([net.forward(x_test[i : i + 500]).argmax(axis=1) for i in range(0, len(x_test), 500)])
     accuracy = float(np.mean(predictions == data.test_labels))
@@ -294,8 +367,21 @@ def export_model(path: Path, model: nn.Sequential, data: MnistData, *, seed: int
         "test_accuracy": accuracy,
         "training_framework": f"torch {torch.__version__} (CPU, float32, {NUM_THREADS} threads, deterministic)",
     }
+    if isinstance(net, lrp_ref.Sequential):
+        return lrp_ref.Sequential(net.layers, metadata), accuracy
+    return lrp_ref.Graph(net.nodes, {**net.metadata, **metadata}), accuracy
+
+
+def export_model(path: Path, model: nn.Module, data: MnistData, *, seed: int) -> float:
+    """Write a trained model as an lrp_ref HDF5 file (:func:`shipped_model`); return its float64 test accuracy.
+
+    A graph (the ResNet) needs HDF5 schema 2.
+    """
+    import lrp_ref
+
+    net, accuracy = shipped_model(model, data, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lrp_ref.save(lrp_ref.Sequential(net.layers, metadata), path)
+    lrp_ref.save(net, path)
     return accuracy
 
 
