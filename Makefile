@@ -24,6 +24,7 @@ stamp   = $(VENV)/.installed-$(1)-$(SUM)
 DEMO_OUT    ?= demo_out
 DEMO_SAMPLE ?= 0
 MODEL       ?= weights/mnist_cnn.h5
+RESNET      ?= weights/mnist_resnet.h5
 TORCH       ?= torch==2.13.0
 TRAIN_VENV  ?= .venv-train
 MODELS      ?= cnn mlp resnet
@@ -57,7 +58,9 @@ $(VENV)/.installed-%-$(SUM): pyproject.toml | $(BIN)/python
 ## demo: install lrp_ref with the viz extra, explain a shipped digit with every rule of the seed
 demo: $(call stamp,viz)
 	$(BIN)/lrp-ref info --model $(MODEL)
-	$(BIN)/lrp-ref compare-rules --model $(MODEL) --input sample:$(DEMO_SAMPLE) --out $(DEMO_OUT)
+	$(BIN)/lrp-ref info --model $(RESNET)
+	$(BIN)/lrp-ref compare-rules --model $(MODEL) --also-model $(RESNET) --canonize --input sample:$(DEMO_SAMPLE) \
+		--out $(DEMO_OUT)
 	$(BIN)/lrp-ref explain --model $(MODEL) --input sample:$(DEMO_SAMPLE) --rule epsilon_gamma_box --out $(DEMO_OUT)/epsilon_gamma_box
 	@echo
 	@echo "demo figure: $(abspath $(DEMO_OUT))/compare_rules.png"

@@ -52,6 +52,7 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from .canonize import canonize
 from .compare import compare
 from .composites import Composite
 from .errors import ConservationError, LrpRefError
@@ -85,6 +86,16 @@ def read_samples(args: argparse.Namespace) -> tuple[Array, Array]:
 def get_inputs(args: argparse.Namespace, model: Graph) -> Inputs:
     """``--input`` read, checked and turned into model inputs (see :mod:`lrp_ref._cli_inputs`)."""
     return read_input(args.input, model, samples_path(args), interpretation(args), args.grey, _samples_hint(args))
+
+
+def explained_model(args: argparse.Namespace, path: str) -> Graph:
+    """The model to explain: ``--model`` (or another path), canonized if ``--canonize`` is given."""
+    model = open_model(path)
+    if getattr(args, "canonize", False):
+        model = canonize(model)
+        merged = model.metadata.get("canonized", [])
+        print(f"{Path(path).stem}: canonize merged {len(merged)} batch norm(s) into the layers before them")
+    return model
 
 
 def open_model(path: str) -> Graph:
@@ -223,7 +234,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     check_out(args.out)
-    model = open_model(args.model)
+    model = explained_model(args, args.model)
     inputs = get_inputs(args, model)
     rules = build(args.rule, model, bounds(model))
     x = inputs.x
@@ -296,7 +307,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     paths = [args.model, *(args.also_model or [])]
     blocks: list[tuple[str, Graph, Inputs, list[tuple[str, Explanation]]]] = []  # per model
     for path in paths:
-        model = open_model(path)
+        model = explained_model(args, path)
         inputs = get_inputs(args, model)
         x = inputs.x
         if x.ndim not in (3, 4):
@@ -361,7 +372,7 @@ def build_for_comparison(spec: str, model: Graph) -> Rule | Composite:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    model = open_model(args.model)
+    model = explained_model(args, args.model)
     samples = samples_path(args)
     images, labels = read_samples(args)
     what = f"--samples {samples}"
@@ -406,7 +417,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    model = open_model(args.model)
+    model = explained_model(args, args.model)
     inputs = get_inputs(args, model)
     x = inputs.x
     rules = build(args.rule, model, bounds(model))
@@ -473,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the values span LOW..HIGH (e.g. 0,1 for data already scaled to [0, 1]); mapped "
                             "linearly onto the model's raw range. Without it, values outside the raw range "
                             "(0..255 for the MNIST models) are refused")
+        p.add_argument("--canonize", action="store_true",
+                       help="merge each batch norm into the Dense/Conv2d layer before it first (lrp_ref.canonize)")
         if needs_input:
             p.add_argument("--target", type=int, help="class to explain, for every sample (default: the predicted "
                                                       "class of each sample)")

@@ -56,7 +56,7 @@ def test_readme_accuracies_match_the_shipped_files():
     import lrp_ref
 
     text = README.read_text(encoding="utf-8")
-    for name in ("mnist_cnn", "mnist_mlp"):
+    for name in ("mnist_cnn", "mnist_mlp", "mnist_resnet"):
         accuracy = lrp_ref.load(ROOT / "weights" / f"{name}.h5").metadata["test_accuracy"]
         assert f"`weights/{name}.h5`" in text
         assert f"{100 * accuracy:.2f}%" in text
