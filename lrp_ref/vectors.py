@@ -13,8 +13,10 @@ group; the rest of the layout is::
     /input               (N, ...)  model input
     /target              (N,) int64, the explained output per sample
     /output              (N, n_out) model output
-    /relevance/000 ...   relevance at every layer boundary: 000 is the input,
-                         the last one the start relevance (target output's value, others 0)
+    /relevance/000 ...   relevance of every tensor: 000 is the input, i + 1 the output of
+                         layer (node) i, the last one the start relevance (target output's
+                         value, others 0); a graph's model group is schema 2 (node names
+                         and inputs in its layer groups)
     /rules/000 ...       one group per layer: attribute ``rule`` (class name) and one
                          attribute per parameter (numbers, strings); array
                          parameters (zB bounds) as datasets
@@ -48,6 +50,7 @@ from . import layers as L
 from .errors import ModelFormatError
 from .explain import Explanation, explain
 from .graph import Graph, Sequential
+from .merge import Add, Concat
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "platform_fingerprint", "read_vector",
            "suite", "write_suite", "write_vector"]
@@ -100,7 +103,7 @@ class Case:
 # ----------------------------------------------------------------------------- the suite
 
 
-def _networks() -> dict[str, tuple[str, Sequential, tuple[int, ...]]]:
+def _networks() -> dict[str, tuple[str, Graph, tuple[int, ...]]]:
     """Small random networks covering every layer type (fixed seeds: the suite is reproducible)."""
     rng = np.random.default_rng(20261126)
 
@@ -127,11 +130,36 @@ def _networks() -> dict[str, tuple[str, Sequential, tuple[int, ...]]]:
         L.AvgPool2d(2), L.Conv2d(normal(4, 4, 3, 3, scale=0.5), normal(4, scale=0.2)), L.ReLU(),
         L.Flatten(), L.Dense(normal(3, 16, scale=0.3), None),
     ])
+    resnet = Graph([
+        ("conv", L.Conv2d(normal(4, 2, 3, 3, scale=0.5), None, padding=1), "input"),
+        ("bn", L.BatchNorm2d(rng.uniform(0.5, 1.5, 4), normal(4, scale=0.2), normal(4, scale=0.2),
+                             rng.uniform(0.5, 2.0, 4)), "conv"),
+        ("relu", L.ReLU(), "bn"),
+        ("block_conv", L.Conv2d(normal(4, 4, 3, 3, scale=0.4), normal(4, scale=0.2), padding=1), "relu"),
+        ("block_relu", L.ReLU(), "block_conv"),
+        ("sum", Add(), ("block_relu", "relu")),
+        ("pool", L.MaxPool2d(2), "sum"),
+        ("gap", L.GlobalAvgPool2d(), "pool"), ("flat", L.Flatten(), "gap"),
+        ("fc", L.Dense(normal(3, 4, scale=0.5), normal(3, scale=0.2)), "flat"),
+    ])
+    concat = Graph([
+        ("wide", L.Conv2d(normal(3, 2, 3, 3, scale=0.5), normal(3, scale=0.2), padding=1), "input"),
+        ("wide_relu", L.ReLU(), "wide"),
+        ("narrow", L.Conv2d(normal(2, 2, 1, 1, scale=0.5), normal(2, scale=0.2)), "input"),
+        ("narrow_relu", L.ReLU(), "narrow"),
+        ("cat", Concat(), ("wide_relu", "narrow_relu")),
+        ("avg", L.AvgPool2d(2), "cat"), ("flat", L.Flatten(), "avg"),
+        ("fc", L.Dense(normal(3, 80, scale=0.3), normal(3, scale=0.2)), "flat"),
+    ])
     return {
         "dense": ("three Dense layers with biases and ReLUs", dense, (6,)),
         "conv": ("Conv2d with stride 2 and padding 1, Conv2d with padding, Dense", conv, (2, 8, 8)),
         "maxpool": ("Conv2d, MaxPool2d 2x2, Conv2d without bias, Dense", maxpool, (2, 8, 8)),
         "avgpool": ("Conv2d, AvgPool2d 2x2, Conv2d, Dense without bias", avgpool, (2, 8, 8)),
+        "resnet": ("a graph: Conv2d, BatchNorm2d, a residual block (Conv2d, ReLU, Add), MaxPool2d, GlobalAvgPool2d, "
+                   "Dense", resnet, (2, 8, 8)),
+        "concat": ("a graph: two Conv2d branches of the input concatenated along the channels, AvgPool2d, Dense",
+                   concat, (2, 8, 8)),
     }
 
 

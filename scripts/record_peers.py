@@ -83,6 +83,11 @@ def run_peer(library: str, stored: vectors.StoredVector) -> Record:
     """The peer's relevance and lrp_ref's under the peer's profile; raises peers.NotExpressible."""
     rules = _rules(stored)
     model, x, target = stored.model, stored.x, stored.target
+    if not isinstance(model, lrp_ref.Sequential):
+        # a sum written as `+` in a module's forward is invisible to zennit's and Captum's module hooks (zennit
+        # needs its canonizers' Sum module: tests/crosscheck/test_torchvision.py checks that on torchvision models)
+        raise peers.NotExpressible("a graph: the peers' hooks see no residual sum or concatenation in to_torch's "
+                                   "module")
     if library == "zennit":
         plan = peers.zennit_plan(model, rules, x.shape)
         oracle = lrp_ref.explain(model, x, rules, target=target, profile="zennit")
