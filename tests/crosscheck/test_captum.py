@@ -107,8 +107,12 @@ def test_a_failed_call_leaves_the_next_one_clean():
 
 
 def _suite_cases():
+    # the chain vectors: a graph's sums and concatenations are `+` and torch.cat inside to_torch's module, which
+    # the peers' module hooks do not see (scripts/record_peers.py records no peer there either); zennit on graphs,
+    # with its canonizers' Sum module, is checked on torchvision models in test_torchvision.py
     for case in vectors.suite():
-        yield pytest.param(case, id=case.name)
+        if isinstance(case.model, lrp_ref.Sequential):
+            yield pytest.param(case, id=case.name)
 
 
 #: the vectors' specifications Captum reproduces (others: no Captum rule, or a stabiliser Captum cannot set)

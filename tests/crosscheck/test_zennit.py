@@ -177,8 +177,12 @@ def _zennit_defaults(zname: str, given: dict) -> dict:
 
 
 def _suite_cases():
+    # the chain vectors: a graph's sums and concatenations are `+` and torch.cat inside to_torch's module, which
+    # the peers' module hooks do not see (scripts/record_peers.py records no peer there either); zennit on graphs,
+    # with its canonizers' Sum module, is checked on torchvision models in test_torchvision.py
     for case in vectors.suite():
-        yield pytest.param(case, id=case.name)
+        if isinstance(case.model, lrp_ref.Sequential):
+            yield pytest.param(case, id=case.name)
 
 
 #: zennit has no LRP-0 rule, and depth_based (with LRP-0 on top) is not a zennit composite
