@@ -466,10 +466,11 @@ class ZBox(Rule):
                 f"(x in [{a.min():.6g}, {a.max():.6g}]); pass the bounds of the model input"
             )
         w = layer.weight
+        # x w - l w+ - h w-, written as (x - l) w+ + (x - h) w-: every product has a factor of known sign, so a
+        # window whose terms are all exactly zero has a denominator of exactly zero (absorbed), not rounding noise
         terms = [
-            (layer, a),                                           # x w
-            (layer.with_weight(np.maximum(w, 0)), -low),          # - l w+
-            (layer.with_weight(np.minimum(w, 0)), -high),         # - h w-
+            (layer.with_weight(np.maximum(w, 0)), a - low),       # (x - l) w+ >= 0
+            (layer.with_weight(np.minimum(w, 0)), a - high),      # (x - h) w- >= 0
         ]
         return propagate(terms, np.zeros_like(layer.bias_term()), R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 

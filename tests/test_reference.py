@@ -314,15 +314,13 @@ def test_zero_denominator_is_absorbed_not_nan(rule: Rule, bias: bool) -> None:
     assert_allclose(fast.absorbed - without.absorbed, R[:, 2], rtol=RTOL, atol=ATOL_FACTOR * np.abs(R).max())
 
 
-@pytest.mark.xfail(strict=True, reason="ZBox's fast path sums x w, -l w+ and -h w- as three linear maps: where every "
-                   "term of a window is exactly 0 (x == l where w >= 0, x == h where w <= 0) rounding leaves a tiny "
-                   "denominator instead of 0, and the window's relevance is amplified noise, not absorbed")
 def test_zbox_window_of_zero_terms_is_absorbed() -> None:
     """Found with asymmetric padding: window (4, 1) of this layer sees two pixels, both with a zero zB term.
 
     The same inputs, bounds and relevance as ``test_rule_matches_reference[zbox-per-element-...-mixed]``
-    on this layer.  Writing the terms as ``(x - l) w+ + (x - h) w-`` (each a product of factors
-    of known sign) would make such denominators exactly 0.
+    on this layer.  ZBox writes the terms as ``(x - l) w+ + (x - h) w-`` (each a product of factors
+    of known sign), so such a denominator is exactly 0 and its relevance absorbed; summing ``x w``,
+    ``-l w+`` and ``-h w-`` as three maps left rounding noise there, amplified into the relevance.
     """
     name = "conv-asym-dil-rect"
     make = _conv(2, 2, (2, 3), True, dilation=(2, 1), padding=(0, 2, 3, 1))
