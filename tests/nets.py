@@ -1,10 +1,12 @@
-"""Random networks for the property and API tests."""
+"""Random networks for the property and API tests, and the dot-product test of a linear layer's adjoint."""
 
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
+from numpy.testing import assert_allclose
 
 import lrp_ref as L
 
@@ -36,3 +38,19 @@ def random_cnn(rng: np.random.Generator, bias: bool = True, pool: str = "max") -
         L.ReLU(),
         L.Dense(rng.normal(size=(3, 7)), b(3)),
     ])
+
+
+def dot_test(layer: Any, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    """``<linear(a), s> == <a, vjp(s)>`` on random batches, for the whole batch and per sample."""
+    a = rng.normal(size=(3, *shape))
+    s = rng.normal(size=(3, *layer.output_shape(shape)))
+    za = layer.linear(a)
+    vs = layer.vjp(s, shape)
+    assert vs.shape == a.shape
+    lhs, rhs = np.vdot(za, s), np.vdot(a, vs)
+    scale = np.vdot(np.abs(za), np.abs(s)) + np.vdot(np.abs(a), np.abs(vs))  # cancellation guard
+    assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-14 * scale)
+    # per sample too: the adjoint must not mix samples
+    per_lhs = (za * s).reshape(3, -1).sum(axis=1)
+    per_rhs = (a * vs).reshape(3, -1).sum(axis=1)
+    assert_allclose(per_lhs, per_rhs, rtol=1e-12, atol=1e-14 * scale)

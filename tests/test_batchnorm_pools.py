@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from nets import dot_test
 from numpy.testing import assert_allclose, assert_array_equal
 from test_bad_input import bad_arrays, bad_numbers, bad_sizes
 
@@ -183,21 +184,10 @@ def test_unpadded_avgpool_ignores_count_include_pad() -> None:
 # ----------------------------------------------------------------------------- adjoints
 
 
-def _dot_test(layer: Any, shape: tuple[int, ...], rng: np.random.Generator) -> None:
-    a = rng.normal(size=(3, *shape))
-    s = rng.normal(size=(3, *layer.output_shape(shape)))
-    za, vs = layer.linear(a), layer.vjp(s, shape)
-    assert vs.shape == a.shape
-    scale = np.vdot(np.abs(za), np.abs(s)) + np.vdot(np.abs(a), np.abs(vs))
-    per_lhs = (za * s).reshape(3, -1).sum(axis=1)
-    per_rhs = (a * vs).reshape(3, -1).sum(axis=1)
-    assert_allclose(per_lhs, per_rhs, rtol=1e-12, atol=1e-14 * scale)
-
-
 @pytest.mark.parametrize("name", list(LINEAR))
 def test_dot_product_adjoint(name: str) -> None:
     layer, shape = LINEAR[name]
-    _dot_test(layer, shape, _rng("dot", name))
+    dot_test(layer, shape, _rng("dot", name))
 
 
 @pytest.mark.parametrize("name", list(LINEAR))
@@ -209,7 +199,7 @@ def test_dot_product_adjoint_of_modified_copy(name: str) -> None:
     modified = explicit.with_weight(rng.normal(size=explicit.weight.shape))
     assert type(modified) is type(explicit)
     assert not np.any(modified.bias_term())  # the rules add their own bias
-    _dot_test(modified, shape, rng)
+    dot_test(modified, shape, rng)
 
 
 @pytest.mark.parametrize("name", list(LINEAR))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from nets import dot_test
 from numpy.testing import assert_allclose, assert_array_equal
 
 from lrp_ref import Sequential
@@ -203,25 +204,10 @@ def test_linear_and_vjp_equal_the_probed_matrix(name: str) -> None:
 # ----------------------------------------------------------------------------- adjoints
 
 
-def _dot_test(layer: Any, shape: tuple[int, ...], rng: np.random.Generator) -> None:
-    a = rng.normal(size=(3, *shape))
-    s = rng.normal(size=(3, *layer.output_shape(shape)))
-    za = layer.linear(a)
-    vs = layer.vjp(s, shape)
-    assert vs.shape == a.shape
-    lhs, rhs = np.vdot(za, s), np.vdot(a, vs)
-    scale = np.vdot(np.abs(za), np.abs(s)) + np.vdot(np.abs(a), np.abs(vs))  # cancellation guard
-    assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-14 * scale)
-    # per sample too: the adjoint must not mix samples
-    per_lhs = (za * s).reshape(3, -1).sum(axis=1)
-    per_rhs = (a * vs).reshape(3, -1).sum(axis=1)
-    assert_allclose(per_lhs, per_rhs, rtol=1e-12, atol=1e-14 * scale)
-
-
 @pytest.mark.parametrize("name", list(LINEAR))
 def test_dot_product_adjoint(name: str) -> None:
     layer, shape = LINEAR[name]
-    _dot_test(layer, shape, _rng("dot", name))
+    dot_test(layer, shape, _rng("dot", name))
 
 
 @pytest.mark.parametrize("name", list(LINEAR))
@@ -231,7 +217,7 @@ def test_dot_product_adjoint_of_with_weight_copy(name: str) -> None:
     modified = layer.with_weight(rng.normal(size=layer.weight.shape))
     assert type(modified) is type(layer)
     assert modified.bias is None  # with_weight drops the bias: the rules add their own
-    _dot_test(modified, shape, rng)
+    dot_test(modified, shape, rng)
     # ... and the copy still equals its own probed matrix
     W, b = ref.dense_matrix(modified, shape)
     assert_array_equal(b, 0.0)
