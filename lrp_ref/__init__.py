@@ -5,6 +5,7 @@ Public API::
     from lrp_ref import Sequential, Graph, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten, Add, Concat
     from lrp_ref import BatchNorm1d, BatchNorm2d, AdaptiveAvgPool2d, GlobalAvgPool2d, same_padding
     from lrp_ref import explain, rules, composites, load, save, canonize
+    from lrp_ref import from_torch, from_keras
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
@@ -28,6 +29,7 @@ from .errors import (
 from .explain import Explanation, explain
 from .graph import Graph, Node, Sequential
 from .io import load, save
+from .keras import from_keras
 from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -81,6 +83,7 @@ __all__ = [
     "canonize",
     "composites",
     "explain",
+    "from_keras",
     "from_torch",
     "load",
     "profiles",

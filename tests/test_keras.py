@@ -1,0 +1,304 @@
+"""lrp_ref.from_keras on files written by Keras itself (tests/fixtures/keras), without Keras.
+
+The fixtures are written by scripts/export_keras_fixtures.py (Keras 3.15, torch backend): each
+model as ``.keras`` and legacy ``.h5``, with Keras's outputs and autograd gradients on fixed
+inputs in ``expected.h5``.  Keras's torch backend multiplies in float32 (see the script), so
+its numbers are compared at 1e-5 relative; LRP-0 is compared at 1e-10 with an exact gradient
+of the imported model (central differences on the piecewise-linear net, whose steps are
+checked to stay on one linear piece).  The float64 comparison with Keras at 1e-10 is in
+tests/test_keras_innvestigate.py (files written by tf.keras 2.14).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import lrp_ref
+from lrp_ref import rules as R
+from lrp_ref.errors import ModelFormatError
+from lrp_ref.graph import Graph
+from lrp_ref.keras import from_keras, nchw_to_nhwc, nhwc_to_nchw
+from lrp_ref.layers import Dense, LinearLayer
+from lrp_ref.merge import Add
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+with h5py.File(FIXTURES / "expected.h5", "r") as _f:
+    EXPECTED = {name: {k: _f[name][k][()] for k in ("x", "y", "grad")} | {"softmax": bool(_f[name].attrs["softmax"])}
+                for name in _f}
+NAMES = sorted(EXPECTED)
+FORMATS = ("keras", "h5")
+#: Keras's torch backend computes in float32
+KERAS_RTOL = 1e-5
+
+
+def model_input(name: str, x: np.ndarray) -> np.ndarray:
+    """The imported model's input for Keras's x: NCHW, except for the channels-first model."""
+    return x if name == "channels_first" else nhwc_to_nchw(x)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def lrp0_rules(model: Graph) -> list[R.Rule | None]:
+    return [R.LRP0() if isinstance(layer, (LinearLayer, Add)) else None for layer in model]
+
+
+def exact_gradient(model: Graph, x: np.ndarray, target: np.ndarray, steps: tuple[float, ...] = (1e-3, 1e-4, 1e-5)
+                   ) -> np.ndarray:
+    """d f_target / dx by central differences, each checked to be exact.
+
+    On a piecewise-linear net the central difference with step h is exact up to rounding
+    (~1e-16 |f| / h) while x +- 2h e_i stays on x's linear piece; a kink within reach makes the
+    slopes of h and 2h differ.  Each input coordinate takes the largest step whose two slopes agree.
+    """
+    n, d = x.shape[0], x[0].size
+    rows = np.arange(n)
+
+    def slopes(step: float) -> np.ndarray:
+        eye = np.eye(d).reshape(d, *x.shape[1:]) * step
+        batch = np.concatenate([x[:, None] + eye[None], x[:, None] - eye[None]], axis=1)  # (n, 2d, ...)
+        out = model.forward(batch.reshape(n * 2 * d, *x.shape[1:])).reshape(n, 2 * d, -1)
+        f = out[rows, :, target]  # (n, 2d)
+        return ((f[:, :d] - f[:, d:]) / (2 * step)).reshape(x.shape)
+
+    grad = np.full(x.shape, np.nan)
+    for h in steps:
+        g1, g2 = slopes(h), slopes(2 * h)
+        fits = np.isnan(grad) & (np.abs(g1 - g2) <= 1e-9 * np.abs(g1).max())
+        grad[fits] = g1[fits]
+    assert not np.isnan(grad).any(), "no step short enough to stay on one linear piece"
+    return grad
+
+
+@pytest.fixture(scope="module", params=[(n, f) for n in NAMES for f in FORMATS], ids=lambda p: f"{p[0]}.{p[1]}")
+def imported(request: pytest.FixtureRequest) -> tuple[str, Graph]:
+    name, fmt = request.param
+    return name, from_keras(FIXTURES / f"{name}.{fmt}")
+
+
+def test_forward_equals_keras(imported: tuple[str, Graph]) -> None:
+    name, model = imported
+    e = EXPECTED[name]
+    ours = model.forward(model_input(name, e["x"]))
+    if e["softmax"]:
+        assert "softmax" in model.metadata["import_notes"][0]
+        ours = softmax(ours)
+    assert_allclose(ours, e["y"], rtol=0, atol=KERAS_RTOL * np.abs(e["y"]).max())
+    assert model.metadata["input_shape"] == model_input(name, e["x"]).shape[1:]
+
+
+def test_lrp0_is_gradient_times_input_and_the_ledger_balances(imported: tuple[str, Graph]) -> None:
+    name, model = imported
+    e = EXPECTED[name]
+    x = model_input(name, e["x"])
+    ex = lrp_ref.explain(model, x, lrp0_rules(model))
+    grad = exact_gradient(model, x, ex.target)
+    assert_allclose(ex.relevance, x * grad, rtol=0, atol=1e-10 * np.abs(x * grad).max())
+    ex.ledger.check_balance()
+    ex.ledger.check_conservation()
+    # and the gradient is Keras's own (autograd, float32 arithmetic)
+    keras_grad = e["grad"][np.arange(len(x)), ex.target]
+    ours = grad if name == "channels_first" or grad.ndim != 4 else nchw_to_nhwc(grad)
+    assert_allclose(ours, keras_grad, rtol=0, atol=KERAS_RTOL * np.abs(keras_grad).max())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_writers_give_the_same_model(name: str) -> None:
+    a, b = (from_keras(FIXTURES / f"{name}.{fmt}") for fmt in FORMATS)
+    assert a.describe() == b.describe()
+    x = model_input(name, EXPECTED[name]["x"])
+    assert_allclose(a.forward(x), b.forward(x), rtol=0, atol=0)
+
+
+def test_structure() -> None:
+    residual = from_keras(FIXTURES / "residual.keras")
+    assert type(residual) is Graph
+    kinds = [type(layer).__name__ for layer in residual]
+    assert kinds.count("BatchNorm2d") == 2 and "Add" in kinds and "Concat" in kinds and "GlobalAvgPool2d" in kinds
+    stride2 = from_keras(FIXTURES / "same_stride2.h5")
+    assert isinstance(stride2, lrp_ref.Sequential)
+    assert stride2[0].padding == (0, 1, 0, 1)  # TensorFlow's 'same' at stride 2 on 8 x 8: the odd row below
+    assert stride2[2].padding == (0, 1, 0, 1)
+    float32 = from_keras(FIXTURES / "sequential_cnn.keras", dtype=np.float32)
+    assert float32.dtype == np.float32
+
+
+def test_flatten_order_analytic(tmp_path: Path) -> None:
+    """A hand-written Keras 2 file: Flatten of (2, 2, 2) then an identity Dense returns Keras's NHWC flatten."""
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2, 2, 2], "name": "in"}},
+        {"class_name": "Flatten", "config": {"name": "flatten", "data_format": "channels_last"}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": 8, "activation": "linear", "use_bias": False}}]}}
+    path = tmp_path / "flat.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        g = f.create_group("model_weights/dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0"]
+        g.create_dataset("dense/kernel:0", data=np.eye(8))
+    model = from_keras(path)
+    x = np.arange(16.0).reshape(2, 2, 2, 2)  # (N, H, W, C)
+    assert_allclose(model.forward(nhwc_to_nchw(x)), x.reshape(2, -1), rtol=0, atol=0)
+    assert isinstance(model[1], Dense)
+
+
+def test_no_keras_or_tensorflow_is_imported() -> None:
+    code = ("import sys, lrp_ref; lrp_ref.from_keras(sys.argv[1]); lrp_ref.from_keras(sys.argv[2]); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'torch', 'jax')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "residual.keras"), str(FIXTURES / "residual.h5")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def rewrite_zip(src: Path, dst: Path, edit: dict[str, bytes | None]) -> None:
+    """Copy the zip ``src`` to ``dst``, replacing (bytes) or dropping (None) the members in ``edit``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = edit.get(info.filename, zin.read(info.filename))
+            if data is not None:
+                zout.writestr(info.filename, data)
+
+
+def edited_config(src: Path, change: object) -> bytes:
+    with zipfile.ZipFile(src) as z:
+        config = json.loads(z.read("config.json"))
+    change(config)  # type: ignore[operator]
+    return json.dumps(config).encode()
+
+
+def refusal(path: Path, match: str, **kwargs: object) -> str:
+    with pytest.raises(ModelFormatError, match=match) as info:
+        from_keras(path, **kwargs)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "\n" not in text and str(path) in text
+    return text
+
+
+def test_truncated_files(tmp_path: Path) -> None:
+    for fmt in FORMATS:
+        data = (FIXTURES / f"residual.{fmt}").read_bytes()
+        path = tmp_path / f"cut.{fmt}"
+        path.write_bytes(data[: len(data) // 2])
+        refusal(path, "truncated|not a Keras model file|could not read")
+
+
+def test_not_a_keras_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.keras"
+    path.write_text("hello")
+    refusal(path, "neither a zip")
+    with pytest.raises(FileNotFoundError):
+        from_keras(tmp_path / "missing.keras")
+    model = from_keras(FIXTURES / "mlp_bn.h5")
+    lrp_ref.save(lrp_ref.Sequential(list(model)), tmp_path / "own.h5")
+    refusal(tmp_path / "own.h5", "lrp_ref's own model format")
+
+
+def test_zip_without_config_or_weights(tmp_path: Path) -> None:
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "a.keras", {"config.json": None})
+    refusal(tmp_path / "a.keras", "a zip without config.json")
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "b.keras", {"model.weights.h5": None})
+    refusal(tmp_path / "b.keras", "a zip without model.weights.h5")
+
+
+def test_missing_and_misshapen_weights(tmp_path: Path) -> None:
+    path = tmp_path / "w.h5"
+    shutil.copy(FIXTURES / "sequential_cnn.h5", path)
+    with h5py.File(path, "r+") as f:
+        name = next(n for n in f["model_weights"] if n.startswith("conv2d"))
+        names = [k.decode() if isinstance(k, bytes) else k for k in f["model_weights"][name].attrs["weight_names"]]
+        kernel = next(k for k in names if k.endswith("kernel"))
+        del f["model_weights"][name][kernel]
+        f["model_weights"][name].create_dataset(kernel, data=np.zeros((3, 3, 2, 5)))
+    refusal(path, rf"layer '{name}' \(Conv2D\) weight .*kernel.*: weight of shape \(3, 3, 2, 5\); "
+                  r"expected \(3, 3, 2, 4\)")
+    with h5py.File(path, "r+") as f:
+        del f["model_weights"][name]
+    refusal(path, rf"layer '{name}' \(Conv2D\): missing weights")
+    # the .keras zip: drop the bias variable of the first Dense
+    with zipfile.ZipFile(FIXTURES / "mlp_bn.keras") as z:
+        raw = z.read("model.weights.h5")
+    buffer = io.BytesIO(raw)
+    with h5py.File(buffer, "r+") as f:
+        del f["layers/dense_1/vars/1"]
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "w.keras", {"model.weights.h5": buffer.getvalue()})
+    refusal(tmp_path / "w.keras", r"\(Dense\): expected 2 variables \(kernel, bias\); found 0")
+
+
+def test_unsupported_layer_and_options(tmp_path: Path) -> None:
+    def lstm(config: dict) -> None:
+        config["config"]["layers"][1]["class_name"] = "LSTM"
+
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "a.keras",
+                {"config.json": edited_config(FIXTURES / "mlp_bn.keras", lstm)})
+    text = refusal(tmp_path / "a.keras", r"layer 'dense\w*' \(LSTM\): the Keras class 'LSTM' is not supported")
+    assert "Conv2D" in text and "BatchNormalization" in text
+
+    def tanh(config: dict) -> None:
+        config["config"]["layers"][1]["config"]["activation"] = "tanh"
+
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "b.keras",
+                {"config.json": edited_config(FIXTURES / "mlp_bn.keras", tanh)})
+    refusal(tmp_path / "b.keras", r"activation 'tanh' is not supported")
+
+    def early_softmax(config: dict) -> None:
+        config["config"]["layers"][3]["config"]["activation"] = "softmax"
+
+    rewrite_zip(FIXTURES / "mlp_bn.keras", tmp_path / "c.keras",
+                {"config.json": edited_config(FIXTURES / "mlp_bn.keras", early_softmax)})
+    refusal(tmp_path / "c.keras", r"follows the softmax")
+
+
+def test_unknown_input_size_needs_input_shape(tmp_path: Path) -> None:
+    def unknown(config: dict) -> None:
+        config["config"]["layers"][0]["config"]["batch_shape"] = [None, None, None, 3]
+
+    rewrite_zip(FIXTURES / "residual.keras", tmp_path / "a.keras",
+                {"config.json": edited_config(FIXTURES / "residual.keras", unknown)})
+    refusal(tmp_path / "a.keras", r"unknown sizes; pass input_shape")
+    model = from_keras(tmp_path / "a.keras", input_shape=(8, 8, 3))
+    x = nhwc_to_nchw(EXPECTED["residual"]["x"])
+    assert_allclose(model.forward(x), from_keras(FIXTURES / "residual.keras").forward(x), rtol=0, atol=0)
+
+
+def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refusal(FIXTURES / "residual.keras", r"model.weights.h5 declares \d+ bytes, more than the limit 1000",
+            max_bytes=1000)
+    refusal(FIXTURES / "residual.h5", r"more than max_bytes=1000", max_bytes=1000)
+    monkeypatch.setattr("lrp_ref.keras.MAX_JSON_BYTES", 100)
+    refusal(FIXTURES / "residual.keras", r"config.json declares \d+ bytes, more than the limit 100")
+    refusal(FIXTURES / "residual.h5", r"'model_config' holds \d+ bytes of JSON, more than MAX_JSON_BYTES=100")
+    monkeypatch.undo()
+    members = {f"junk{i}": b"" for i in range(70)}
+    with zipfile.ZipFile(tmp_path / "many.keras", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    refusal(tmp_path / "many.keras", r"the zip holds 70 members")
+    with zipfile.ZipFile(tmp_path / "dup.keras", "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("config.json", b"{}")
+        z.writestr("config.json", b"{}")
+    refusal(tmp_path / "dup.keras", r"names a member twice")
+
+
+def test_weights_only_file(tmp_path: Path) -> None:
+    path = tmp_path / "weights.h5"
+    with h5py.File(FIXTURES / "mlp_bn.h5", "r") as src, h5py.File(path, "w") as dst:
+        for key in src["model_weights"]:
+            src.copy(src["model_weights"][key], dst, name=key)
+        dst.attrs["layer_names"] = src["model_weights"].attrs["layer_names"]
+    refusal(path, r"a weights-only file \(save_weights\)")
