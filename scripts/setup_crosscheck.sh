@@ -5,6 +5,7 @@
 #   scripts/setup_crosscheck.sh [VENV]      # VENV defaults to .venv-xcheck
 #
 # * torch is pinned: an unpinned torch pulls multi-GB CUDA builds.
+# * Keras 3 (scripts/export_keras_fixtures.py, tests/crosscheck/test_keras.py) uses the torch backend.
 # * zennit, captum and torchvision are installed with --no-deps so that none can replace that
 #   torch; their small dependencies are listed explicitly.  torchvision (0.28.0, the release for
 #   torch 2.13.0) serves its model classes (tests/crosscheck/test_torchvision.py) and zennit's
@@ -19,6 +20,7 @@ TORCH="${TORCH:-torch==2.13.0}"
 ZENNIT="${ZENNIT:-zennit==0.5.1}"
 CAPTUM="${CAPTUM:-captum==0.9.0}"
 TORCHVISION="${TORCHVISION:-torchvision==0.28.0}"
+KERAS="${KERAS:-keras==3.15.*}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -31,6 +33,8 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 # dependencies of zennit (click, Pillow) and captum (matplotlib, packaging, tqdm), without torch/torchvision
 "${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm threadpoolctl
 "${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM" "$TORCHVISION"
+# Keras 3 runs on the torch above (KERAS_BACKEND=torch; no TensorFlow) for tests/crosscheck/test_keras.py
+"${PIP[@]}" "$KERAS"
 "${PIP[@]}" -e "$ROOT"
 
 # fail here, not in the tests, if the pieces do not fit together
@@ -44,6 +48,10 @@ torchvision.models.resnet18(num_classes=10)  # the model classes work despite th
 from zennit.composites import EpsilonGammaBox  # zennit imports the real torchvision
 from zennit.torchvision import ResNetCanonizer
 from captum.attr import LRP
+import os
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import keras
 print(f"cross-check environment ready: torch {torch.__version__}, torchvision {version('torchvision')}, "
-      f"zennit {version('zennit')}, captum {version('captum')}, lrp_ref {lrp_ref.__version__}")
+      f"zennit {version('zennit')}, captum {version('captum')}, keras {keras.__version__} "
+      f"({keras.backend.backend()}), lrp_ref {lrp_ref.__version__}")
 PY

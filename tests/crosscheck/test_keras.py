@@ -1,0 +1,96 @@
+"""from_keras against Keras 3 itself (torch backend, no TensorFlow): the exporter run live.
+
+scripts/export_keras_fixtures.py builds and saves every model of its MODELS into a temporary
+directory; each ``.keras`` and ``.h5`` imports with ``lrp_ref.from_keras`` and computes Keras's
+output, and LRP-0 on it equals Keras's own gradient x input (torch autograd through the Keras
+model).  Keras's torch backend multiplies in float32 whatever the floatx (its result_type maps
+float64 to float32), so these comparisons are at 1e-5 relative; tests/test_keras.py checks LRP-0
+against an exact float64 gradient at 1e-10 and tests/crosscheck_innvestigate/test_keras_files.py
+checks tf.keras (float64) at 1e-10.  The committed fixtures are checked to be what the exporter
+writes today.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import export_keras_fixtures  # noqa: E402
+import h5py  # noqa: E402
+
+import lrp_ref  # noqa: E402
+from lrp_ref import rules as R  # noqa: E402
+from lrp_ref.graph import Graph  # noqa: E402
+from lrp_ref.keras import from_keras, nchw_to_nhwc, nhwc_to_nchw  # noqa: E402
+from lrp_ref.layers import LinearLayer  # noqa: E402
+from lrp_ref.merge import Add  # noqa: E402
+
+RTOL = 1e-5
+NAMES = list(export_keras_fixtures.MODELS)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
+    out = tmp_path_factory.mktemp("keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's notice that .h5 is a legacy format
+        results = export_keras_fixtures.export(out)
+    return out, results
+
+
+def lrp0_rules(model: Graph) -> list[R.Rule | None]:
+    return [R.LRP0() if isinstance(layer, (LinearLayer, Add)) else None for layer in model]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _input(name: str, x: np.ndarray) -> np.ndarray:
+    return x if name == "channels_first" else nhwc_to_nchw(x)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("name", NAMES)
+def test_imported_model_computes_keras_output_and_gradient(exported, name: str, fmt: str) -> None:
+    out, results = exported
+    r = results[name]
+    model = from_keras(out / f"{name}.{fmt}")
+    x = _input(name, r["x"])
+    ours = model.forward(x)
+    assert_allclose(softmax(ours) if r["softmax"] else ours, r["y"], rtol=0, atol=RTOL * np.abs(r["y"]).max())
+    # Keras reading its own file computes the same as the model it saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's own numpy 2 __array__ DeprecationWarning
+        reloaded = keras.saving.load_model(out / f"{name}.{fmt}", compile=False)
+        again = keras.ops.convert_to_numpy(reloaded(r["x"], training=False))
+    assert_allclose(again, r["y"], rtol=0, atol=1e-12 * np.abs(r["y"]).max())
+    e = lrp_ref.explain(model, x, lrp0_rules(model))
+    keras_grad = r["grad"][np.arange(len(x)), e.target]
+    keras_gx = r["x"] * keras_grad
+    ours_gx = e.relevance if name == "channels_first" else nchw_to_nhwc(e.relevance)
+    assert_allclose(ours_gx, keras_gx, rtol=0, atol=RTOL * np.abs(keras_gx).max())
+    e.ledger.check_balance()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_fixtures_are_current(exported, name: str) -> None:
+    """The exporter is seeded: today's Keras writes the numbers tests/fixtures/keras holds."""
+    _, results = exported
+    with h5py.File(ROOT / "tests" / "fixtures" / "keras" / "expected.h5", "r") as f:
+        for key in ("x", "y", "grad"):
+            stored = f[name][key][()]
+            assert_allclose(results[name][key], stored, rtol=0, atol=1e-12 * max(1.0, np.abs(stored).max()))
