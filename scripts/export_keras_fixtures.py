@@ -2,11 +2,14 @@
 """Write the Keras test fixtures: small models saved by Keras itself, with Keras's outputs and gradients.
 
     KERAS_BACKEND=torch .venv-xcheck/bin/python scripts/export_keras_fixtures.py [DIR]
+    .venv-innvestigate/bin/python scripts/export_keras_fixtures.py --tf [DIR]
 
-DIR defaults to tests/fixtures/keras.  Needs Keras 3 with the torch backend
-(scripts/setup_crosscheck.sh installs it; no TensorFlow).  Keras runs in
-float64 (``keras.config.set_floatx("float64")``), so the models' weights,
-outputs and gradients are float64.  For every model of :data:`MODELS`:
+DIR defaults to tests/fixtures/keras (with --tf, tests/fixtures/keras/tf).  The first
+needs Keras 3 with the torch backend (scripts/setup_crosscheck.sh installs it; no
+TensorFlow), the second TensorFlow 2.14's tf.keras (scripts/setup_innvestigate.sh), which
+writes the legacy .h5 of iNNvestigate's users (and .keras for :data:`TF_KERAS_V3`; not the
+channels-first model: TensorFlow's CPU convolution takes NHWC only).  Keras runs with floatx
+float64 and the weights are float64.  For every model of :data:`MODELS`:
 
 * ``<name>.keras`` (Keras 3's zip) and ``<name>.h5`` (its legacy HDF5 writer),
   written by ``model.save``, with seeded random weights (batch norms with
@@ -15,13 +18,13 @@ outputs and gradients are float64.  For every model of :data:`MODELS`:
   inputs; ``y`` the model's output on them (softmax included where the model
   ends with one; attribute ``softmax``); ``grad`` (N, K, *x) the gradient of
   each output's *logit* (the softmax removed) with respect to the input, by
-  torch's autograd through the Keras model.
+  the backend's autograd through the Keras model.
 
 Keras 3's torch backend stores float64 weights but multiplies in float32 (its
 ``result_type`` maps float64 to float32 on every backend but TensorFlow), so
-``y`` and ``grad`` are float32-accurate: the tests compare them at 1e-5
-relative.  The float64 evidence at 1e-10 comes from tf.keras 2.14 files
-(``scripts/record_innvestigate.py --keras-files``).
+its ``y`` and ``grad`` are float32-accurate: the tests compare them at 1e-5
+relative.  tf.keras computes in float64 throughout (``grad`` by
+``tf.GradientTape``): those files are the float64 evidence, compared at 1e-10.
 
 ``make test`` (tests/test_keras.py) imports the files with ``lrp_ref.from_keras``
 and checks the forward against ``y`` and LRP-0 against ``x * grad``; the live
@@ -31,6 +34,7 @@ temporary directory.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -45,7 +49,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _keras() -> Any:
+def _keras(tf: bool = False) -> Any:
+    """Keras 3 (floatx float64), or with ``tf`` TensorFlow's tf.keras 2 (floatx float64)."""
+    if tf:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            import tensorflow
+        except ImportError:  # pragma: no cover - depends on the environment
+            sys.exit("export_keras_fixtures.py --tf needs TensorFlow: run it with .venv-innvestigate/bin/python")
+        tensorflow.keras.backend.set_floatx("float64")
+        return tensorflow.keras
     try:
         import keras
     except ImportError:  # pragma: no cover - depends on the environment
@@ -53,6 +66,19 @@ def _keras() -> Any:
                  "KERAS_BACKEND=torch .venv-xcheck/bin/python")
     keras.config.set_floatx("float64")
     return keras
+
+
+def _is_tf_keras(k: Any) -> bool:
+    return not hasattr(k, "ops")  # Keras 3 has keras.ops, tf.keras 2 has not
+
+
+def _version(k: Any) -> str:
+    if _is_tf_keras(k):
+        import tensorflow
+
+        return f"tf.keras {tensorflow.keras.__version__ if hasattr(tensorflow.keras, '__version__') else ''} " \
+               f"(TensorFlow {tensorflow.__version__})"
+    return str(k.__version__)
 
 
 def _sequential_cnn(k: Any) -> Any:
@@ -85,10 +111,12 @@ def _same_stride2(k: Any) -> Any:
 def _pools_same(k: Any) -> Any:
     L = k.layers
     # Keras 3.15's torch backend pads an asymmetric 'same' average pool by replicating the edge
-    # (keras-team/keras#19721, #23233), unlike TensorFlow; the asymmetric case is checked against
-    # tf.keras instead (scripts/record_innvestigate.py --keras-files), here the symmetric one.
+    # (keras-team/keras#19721, #23233), unlike TensorFlow, which leaves the padding out of the
+    # average; so the asymmetric case (stride 2) is written with tf.keras only (--tf).
+    stride = 2 if _is_tf_keras(k) else 1
     return k.Sequential([k.Input((9, 9, 2)), L.Conv2D(3, 2, activation="relu"),
-                         L.AveragePooling2D(3, strides=1, padding="same"), L.MaxPooling2D(3, strides=2, padding="same"),
+                         L.AveragePooling2D(3, strides=stride, padding="same"),
+                         L.MaxPooling2D(3, strides=2, padding="same"),
                          L.Flatten(), L.Dense(4, activation="softmax")], name="pools_same")
 
 
@@ -136,12 +164,16 @@ MODELS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: the models tf.keras also writes as .keras (its v3 zip, whose weights file names groups by class)
+TF_KERAS_V3 = ("sequential_cnn", "residual", "flat_order")
+
+
 def _randomise(model: Any, rng: np.random.Generator) -> None:
     """Seeded random weights; batch norms get random moving statistics (inference must use them)."""
     for layer in model.layers:
         values = []
         for v in layer.weights:
-            shape, name = tuple(v.shape), v.path.rsplit("/", 1)[-1]
+            shape, name = tuple(v.shape), v.name.rsplit("/", 1)[-1].split(":")[0]
             if name in ("kernel",):
                 fan_in = int(np.prod(shape[:-1]))
                 values.append(rng.normal(0, 1 / np.sqrt(fan_in), shape))
@@ -152,7 +184,7 @@ def _randomise(model: Any, rng: np.random.Generator) -> None:
             elif name == "moving_variance":
                 values.append(rng.uniform(0.5, 2.0, shape))
             else:
-                raise ValueError(f"unexpected variable {v.path}")
+                raise ValueError(f"unexpected variable {v.name}")
         layer.set_weights(values)
 
 
@@ -170,8 +202,17 @@ def _logits(k: Any, model: Any) -> tuple[Any, bool]:
     return model, False
 
 
-def _gradient(model: Any, x: np.ndarray) -> np.ndarray:
-    """(N, K, *x) d logit_k / d x by torch's autograd through the Keras model."""
+def _gradient(model: Any, x: np.ndarray, tf: bool) -> np.ndarray:
+    """(N, K, *x) d logit_k / d x by the backend's autograd through the Keras model (torch or TensorFlow)."""
+    if tf:
+        import tensorflow
+
+        xt = tensorflow.constant(x)
+        with tensorflow.GradientTape(persistent=True) as tape:
+            tape.watch(xt)
+            y = model(xt, training=False)
+            outputs = [y[:, k] for k in range(y.shape[1])]
+        return np.stack([tape.gradient(o, xt).numpy() for o in outputs], axis=1)
     import torch
 
     xt = torch.tensor(x, requires_grad=True)
@@ -180,27 +221,34 @@ def _gradient(model: Any, x: np.ndarray) -> np.ndarray:
     return np.stack(rows, axis=1)
 
 
-def export(out: Path, names: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Build, save and run every model; write ``expected.h5``; return {name: {x, y, grad}}."""
-    k = _keras()
+def export(out: Path, names: list[str] | None = None, tf: bool = False,
+           formats: tuple[str, ...] = ("keras", "h5")) -> dict[str, dict[str, np.ndarray]]:
+    """Build, save and run every model; write ``expected.h5``; return {name: {x, y, grad}}.
+
+    With ``tf``, the models are built with tf.keras 2 (TensorFlow, float64 throughout).
+    """
+    k = _keras(tf)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, np.ndarray]] = {}
     for i, name in enumerate(names or list(MODELS)):
+        if tf and name == "channels_first":
+            continue  # TensorFlow's CPU convolution takes NHWC only
         model = MODELS[name](k)
         _randomise(model, np.random.default_rng(100 + i))
         shape = tuple(model.inputs[0].shape[1:])
         x = np.random.default_rng(200 + i).uniform(-1, 1, (3, *shape))
-        y = np.asarray(k.ops.convert_to_numpy(model(x, training=False)))
+        y = model(x, training=False)
+        y = np.asarray(y.numpy() if tf else k.ops.convert_to_numpy(y))
         logits, softmax = _logits(k, model)
-        results[name] = {"x": x, "y": y, "grad": _gradient(logits, x), "softmax": np.array(softmax)}
-        model.save(out / f"{name}.keras")
-        model.save(out / f"{name}.h5")
+        results[name] = {"x": x, "y": y, "grad": _gradient(logits, x, tf), "softmax": np.array(softmax)}
+        for fmt in formats if not tf or name in TF_KERAS_V3 else ("h5",):
+            model.save(out / f"{name}.{fmt}")
         print(f"{name}: {model.count_params()} parameters, input {shape}, output {y.shape[1:]}"
               + (" (softmax)" if softmax else ""))
     with h5py.File(out / "expected.h5", "w") as f:
-        f.attrs["keras_version"] = k.__version__
+        f.attrs["keras_version"] = _version(k)
         f.attrs["backend"] = k.backend.backend()
-        f.attrs["floatx"] = k.config.floatx()
+        f.attrs["floatx"] = k.backend.floatx()
         for name, r in results.items():
             g = f.create_group(name)
             for key in ("x", "y", "grad"):
@@ -210,8 +258,14 @@ def export(out: Path, names: list[str] | None = None) -> dict[str, dict[str, np.
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    export(Path(args[0]) if args else ROOT / "tests" / "fixtures" / "keras")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("dir", nargs="?", help="default tests/fixtures/keras (with --tf: tests/fixtures/keras/tf)")
+    parser.add_argument("--tf", action="store_true", help="build with TensorFlow's tf.keras 2 (.venv-innvestigate): "
+                        ".h5 (the format of iNNvestigate's users), and .keras for TF_KERAS_V3")
+    args = parser.parse_args(argv)
+    default = ROOT / "tests" / "fixtures" / "keras"
+    out = Path(args.dir) if args.dir else default / "tf" if args.tf else default
+    export(out, tf=args.tf)
     return 0
 
 

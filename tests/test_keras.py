@@ -1,12 +1,12 @@
 """lrp_ref.from_keras on files written by Keras itself (tests/fixtures/keras), without Keras.
 
-The fixtures are written by scripts/export_keras_fixtures.py (Keras 3.15, torch backend): each
-model as ``.keras`` and legacy ``.h5``, with Keras's outputs and autograd gradients on fixed
-inputs in ``expected.h5``.  Keras's torch backend multiplies in float32 (see the script), so
-its numbers are compared at 1e-5 relative; LRP-0 is compared at 1e-10 with an exact gradient
-of the imported model (central differences on the piecewise-linear net, whose steps are
-checked to stay on one linear piece).  The float64 comparison with Keras at 1e-10 is in
-tests/test_keras_innvestigate.py (files written by tf.keras 2.14).
+The fixtures are written by scripts/export_keras_fixtures.py: each model as ``.keras`` and
+legacy ``.h5`` by Keras 3.15 (torch backend), and as ``.h5`` (three also as ``.keras``) by
+TensorFlow 2.14's tf.keras in ``tf/``, with Keras's outputs and autograd gradients on fixed
+inputs in ``expected.h5``.  Keras 3's torch backend multiplies in float32 (see the script), so
+its numbers are compared at 1e-5 relative; tf.keras computes in float64, compared at 1e-10.
+LRP-0 is also compared at 1e-10 with an exact float64 gradient of the imported model (central
+differences on the piecewise-linear net, whose steps are checked to stay on one linear piece).
 """
 
 from __future__ import annotations
@@ -33,13 +33,22 @@ from lrp_ref.layers import Dense, LinearLayer
 from lrp_ref.merge import Add
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
-with h5py.File(FIXTURES / "expected.h5", "r") as _f:
-    EXPECTED = {name: {k: _f[name][k][()] for k in ("x", "y", "grad")} | {"softmax": bool(_f[name].attrs["softmax"])}
-                for name in _f}
-NAMES = sorted(EXPECTED)
+#: fixture folder -> tolerance (relative to the largest value) of Keras's own numbers: Keras 3's torch
+#: backend multiplies in float32; tf.keras 2.14 computes in float64
+SOURCES = {"keras3": (FIXTURES, 1e-5), "tf": (FIXTURES / "tf", 1e-10)}
+
+
+def _expected(folder: Path) -> dict[str, dict[str, np.ndarray | bool]]:
+    with h5py.File(folder / "expected.h5", "r") as f:
+        return {name: {k: f[name][k][()] for k in ("x", "y", "grad")} | {"softmax": bool(f[name].attrs["softmax"])}
+                for name in f}
+
+
+EXPECTED = {source: _expected(folder) for source, (folder, _) in SOURCES.items()}
+CASES = [(source, name, fmt) for source, (folder, _) in SOURCES.items() for name in sorted(EXPECTED[source])
+         for fmt in ("keras", "h5") if (folder / f"{name}.{fmt}").exists()]
+NAMES = sorted(EXPECTED["keras3"])
 FORMATS = ("keras", "h5")
-#: Keras's torch backend computes in float32
-KERAS_RTOL = 1e-5
 
 
 def model_input(name: str, x: np.ndarray) -> np.ndarray:
@@ -83,43 +92,45 @@ def exact_gradient(model: Graph, x: np.ndarray, target: np.ndarray, steps: tuple
     return grad
 
 
-@pytest.fixture(scope="module", params=[(n, f) for n in NAMES for f in FORMATS], ids=lambda p: f"{p[0]}.{p[1]}")
-def imported(request: pytest.FixtureRequest) -> tuple[str, Graph]:
-    name, fmt = request.param
-    return name, from_keras(FIXTURES / f"{name}.{fmt}")
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}.{c[2]}")
+def imported(request: pytest.FixtureRequest) -> tuple[str, Graph, dict[str, np.ndarray | bool], float]:
+    source, name, fmt = request.param
+    folder, rtol = SOURCES[source]
+    return name, from_keras(folder / f"{name}.{fmt}"), EXPECTED[source][name], rtol
 
 
-def test_forward_equals_keras(imported: tuple[str, Graph]) -> None:
-    name, model = imported
-    e = EXPECTED[name]
+def test_forward_equals_keras(imported: tuple[str, Graph, dict, float]) -> None:
+    name, model, e, rtol = imported
     ours = model.forward(model_input(name, e["x"]))
     if e["softmax"]:
         assert "softmax" in model.metadata["import_notes"][0]
         ours = softmax(ours)
-    assert_allclose(ours, e["y"], rtol=0, atol=KERAS_RTOL * np.abs(e["y"]).max())
+    assert_allclose(ours, e["y"], rtol=0, atol=rtol * np.abs(e["y"]).max())
     assert model.metadata["input_shape"] == model_input(name, e["x"]).shape[1:]
 
 
-def test_lrp0_is_gradient_times_input_and_the_ledger_balances(imported: tuple[str, Graph]) -> None:
-    name, model = imported
-    e = EXPECTED[name]
+def test_lrp0_is_gradient_times_input_and_the_ledger_balances(imported: tuple[str, Graph, dict, float]) -> None:
+    name, model, e, rtol = imported
     x = model_input(name, e["x"])
     ex = lrp_ref.explain(model, x, lrp0_rules(model))
     grad = exact_gradient(model, x, ex.target)
     assert_allclose(ex.relevance, x * grad, rtol=0, atol=1e-10 * np.abs(x * grad).max())
     ex.ledger.check_balance()
     ex.ledger.check_conservation()
-    # and the gradient is Keras's own (autograd, float32 arithmetic)
+    # and the gradient is Keras's own (autograd: torch in float32 arithmetic, TensorFlow in float64)
     keras_grad = e["grad"][np.arange(len(x)), ex.target]
     ours = grad if name == "channels_first" or grad.ndim != 4 else nchw_to_nhwc(grad)
-    assert_allclose(ours, keras_grad, rtol=0, atol=KERAS_RTOL * np.abs(keras_grad).max())
+    assert_allclose(ours, keras_grad, rtol=0, atol=rtol * np.abs(keras_grad).max())
+    keras_gx = e["x"] * keras_grad
+    relevance = ex.relevance if name == "channels_first" or grad.ndim != 4 else nchw_to_nhwc(ex.relevance)
+    assert_allclose(relevance, keras_gx, rtol=0, atol=rtol * np.abs(keras_gx).max())
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_both_writers_give_the_same_model(name: str) -> None:
     a, b = (from_keras(FIXTURES / f"{name}.{fmt}") for fmt in FORMATS)
     assert a.describe() == b.describe()
-    x = model_input(name, EXPECTED[name]["x"])
+    x = model_input(name, EXPECTED["keras3"][name]["x"])
     assert_allclose(a.forward(x), b.forward(x), rtol=0, atol=0)
 
 
@@ -272,7 +283,7 @@ def test_unknown_input_size_needs_input_shape(tmp_path: Path) -> None:
                 {"config.json": edited_config(FIXTURES / "residual.keras", unknown)})
     refusal(tmp_path / "a.keras", r"unknown sizes; pass input_shape")
     model = from_keras(tmp_path / "a.keras", input_shape=(8, 8, 3))
-    x = nhwc_to_nchw(EXPECTED["residual"]["x"])
+    x = nhwc_to_nchw(EXPECTED["keras3"]["residual"]["x"])
     assert_allclose(model.forward(x), from_keras(FIXTURES / "residual.keras").forward(x), rtol=0, atol=0)
 
 
