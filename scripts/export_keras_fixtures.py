@@ -28,7 +28,7 @@ relative.  tf.keras computes in float64 throughout (``grad`` by
 
 ``make test`` (tests/test_keras.py) imports the files with ``lrp_ref.from_keras``
 and checks the forward against ``y`` and LRP-0 against ``x * grad``; the live
-cross-check (tests/crosscheck/test_keras.py) runs :func:`export` into a
+cross-check (tests/crosscheck/test_keras_live.py) runs :func:`export` into a
 temporary directory.
 """
 

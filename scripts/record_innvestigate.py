@@ -4,6 +4,7 @@
     scripts/record_innvestigate.py [DIR]           # default tests/golden/innvestigate
     scripts/record_innvestigate.py [DIR] --check   # compare with what is recorded, write nothing
     scripts/record_innvestigate.py [DIR] --net cnn_max   # one network only
+    scripts/record_innvestigate.py [DIR] --keras-files   # also save each Keras twin as a .h5 file
 
 Needs the iNNvestigate environment (scripts/setup_innvestigate.sh: TensorFlow CPU 2.14.1,
 numpy < 2, iNNvestigate 2.1.2): ``make innvestigate-peer``.  For the networks and inputs of the
@@ -20,6 +21,14 @@ profile reproduces it to 1e-10 of max|R|.  One file per network::
 
 ``make test`` (tests/test_innvestigate_golden.py) checks the profile against these files
 without TensorFlow.  Re-running writes the same numbers (the file is rewritten whole).
+
+With ``--keras-files [KDIR]`` (default tests/fixtures/keras/innvestigate) each network's Keras
+twin is also saved the way an iNNvestigate user saves a model, ``model.save("<net>.h5")``
+(tf.keras's legacy HDF5; iNNvestigate runs TensorFlow in graph mode, where tf.keras 2.14 cannot
+write the ``.keras`` zip), and kept only if ``lrp_ref.from_keras`` of the file computes the
+Keras model's output (1e-12) and, explained with ``profile="innvestigate"``, reproduces every
+analyzer to 1e-10 of max|R|.  tests/test_keras_innvestigate.py checks those files against the
+recorded analyzers in ``make test``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +72,10 @@ from lrp_ref.testing import relevance_error  # noqa: E402
 RTOL = 1e-10
 
 
-def run(net: str) -> tuple[lrp_ref.Sequential, dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], float]:
+KERAS_FILES = ROOT / "tests" / "fixtures" / "keras" / "innvestigate"
+
+
+def run(net: str) -> tuple[lrp_ref.Sequential, dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], float, Any]:
     model, shape = keras_nets.random_net(net, seed=sum(map(ord, net)))
     keras_model = keras_nets.to_keras(model, shape)
     inputs = {kind: keras_nets.explained_inputs(net, shape, kind, model) for kind in keras_nets.INPUTS}
@@ -80,7 +93,38 @@ def run(net: str) -> tuple[lrp_ref.Sequential, dict[str, np.ndarray], dict[str, 
                                  "nothing recorded")
             cases[kind][key] = theirs
         print(f"  {net:12s} {key:22s} worst so far {worst:.2e}", flush=True)
-    return model, inputs, cases, worst
+    return model, inputs, cases, worst, keras_model
+
+
+def keras_file(net: str, keras_model: Any, inputs: dict[str, np.ndarray], cases: dict[str, dict[str, np.ndarray]],
+               out: Path) -> float:
+    """Save ``keras_model`` as ``out/<net>.h5`` if from_keras of it reproduces every case; the worst error."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".h5")
+    os.close(fd)
+    try:
+        keras_model.save(tmp)
+        imported = lrp_ref.from_keras(tmp)
+        worst = 0.0
+        for kind, x in inputs.items():
+            y = keras_model.predict(keras_nets.to_nhwc(x), verbose=0)
+            forward = np.abs(imported.forward(x) - y).max() / np.abs(y).max()
+            if forward > 1e-12:
+                raise SystemExit(f"{net}: from_keras of the saved file computes the Keras output only to "
+                                 f"{forward:.3g}; nothing written")
+            for key, theirs in cases[kind].items():
+                ours = lrp_ref.explain(imported, x, lrp_ref_rules(key, imported), profile="innvestigate").relevance
+                err = relevance_error(theirs, ours)[1]
+                worst = max(worst, err)
+                if err > RTOL:
+                    raise SystemExit(f"{net}/{kind}/{key}: from_keras of the saved file differs from iNNvestigate "
+                                     f"by {err:.3g} of max|R|; nothing written")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out / f"{net}.h5")
+        return worst
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write(path: Path, net: str, model: lrp_ref.Sequential, inputs: dict[str, np.ndarray],
@@ -120,14 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--net", action="append", choices=keras_nets.NETS,
                         help="only this network (repeatable; default: all)")
+    parser.add_argument("--keras-files", nargs="?", const=str(KERAS_FILES), default=None, metavar="KDIR",
+                        help=f"also save each Keras twin as KDIR/<net>.h5 (default {KERAS_FILES.relative_to(ROOT)}), "
+                             "checked through lrp_ref.from_keras")
     args = parser.parse_args(argv)
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     for net in args.net or keras_nets.NETS:
-        model, inputs, cases, worst = run(net)
+        model, inputs, cases, worst, keras_model = run(net)
         path = out / f"{net}.h5"
         print(f"{net}: {sum(map(len, cases.values()))} cases, worst {worst:.2e} of max|R|")
+        if args.keras_files and not args.check:
+            imported = keras_file(net, keras_model, inputs, cases, Path(args.keras_files))
+            print(f"{net}: saved the Keras twin; from_keras of it reproduces every case, worst {imported:.2e}")
         if args.check:
             problems += check(path, inputs, cases)
         else:

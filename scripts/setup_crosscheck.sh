@@ -5,7 +5,7 @@
 #   scripts/setup_crosscheck.sh [VENV]      # VENV defaults to .venv-xcheck
 #
 # * torch is pinned: an unpinned torch pulls multi-GB CUDA builds.
-# * Keras 3 (scripts/export_keras_fixtures.py, tests/crosscheck/test_keras.py) uses the torch backend.
+# * Keras 3 (scripts/export_keras_fixtures.py, tests/crosscheck/test_keras_live.py) uses the torch backend.
 # * zennit, captum and torchvision are installed with --no-deps so that none can replace that
 #   torch; their small dependencies are listed explicitly.  torchvision (0.28.0, the release for
 #   torch 2.13.0) serves its model classes (tests/crosscheck/test_torchvision.py) and zennit's
@@ -33,7 +33,7 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 # dependencies of zennit (click, Pillow) and captum (matplotlib, packaging, tqdm), without torch/torchvision
 "${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm threadpoolctl
 "${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM" "$TORCHVISION"
-# Keras 3 runs on the torch above (KERAS_BACKEND=torch; no TensorFlow) for tests/crosscheck/test_keras.py
+# Keras 3 runs on the torch above (KERAS_BACKEND=torch; no TensorFlow) for tests/crosscheck/test_keras_live.py
 "${PIP[@]}" "$KERAS"
 "${PIP[@]}" -e "$ROOT"
 

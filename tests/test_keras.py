@@ -313,3 +313,4 @@ def test_weights_only_file(tmp_path: Path) -> None:
             src.copy(src["model_weights"][key], dst, name=key)
         dst.attrs["layer_names"] = src["model_weights"].attrs["layer_names"]
     refusal(path, r"a weights-only file \(save_weights\)")
+

@@ -79,5 +79,12 @@ def test_graph_example_runs():
     assert_allclose(namespace["R_fc"], e.layers[-2], rtol=1e-12)  # type: ignore[attr-defined]
 
 
+def test_keras_import_example_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the example reads a fixture by its path in the repository
+    namespace, printed = run_block(python_blocks()[4])
+    assert printed.split() == ["Graph", "(3,", "8,", "8)"]
+    assert namespace["heatmap"].shape == (2, 8, 8, 3)  # type: ignore[attr-defined]
+
+
 def test_every_python_block_is_run_by_a_test():
-    assert len(python_blocks()) == 4
+    assert len(python_blocks()) == 5
