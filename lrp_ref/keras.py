@@ -143,7 +143,9 @@ def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: An
     except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(2, "No such Keras model file", str(p)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise ModelFormatError(f"{p}: not a regular file; expected a Keras .keras or .h5 model")
+        hint = ("; a TensorFlow SavedModel directory is not read: save the model with model.save('m.keras') or "
+                "model.save('m.h5')") if stat.S_ISDIR(st.st_mode) else ""
+        raise ModelFormatError(f"{p}: not a regular file; expected a Keras .keras or .h5 model{hint}")
     try:
         with _opened(p, st.st_size, max_bytes) as (config, weights, version):
             model = parse_model(config, input_shape)
@@ -194,10 +196,9 @@ def _opened(p: Any, size: int, max_bytes: int) -> Iterator[tuple[Any, Any, str]]
             raise ModelFormatError(f"no root attribute 'model_config' (the Keras architecture); found {what}")
         raw = attrs["model_config"]
         config = _json(raw.encode() if isinstance(raw, str) else raw, "the attribute 'model_config'")
-        if "model_weights" not in f or not isinstance(f["model_weights"], h5py.Group):
-            raise ModelFormatError("no group 'model_weights'; expected the weights of a Keras model.save() file")
+        group = f.get("model_weights")  # a layer that needs weights refuses a file without them
         version = attrs.get("keras_version", "?")
-        yield config, _LegacyWeights(f["model_weights"], max_bytes), _text(version)
+        yield config, _LegacyWeights(group if isinstance(group, h5py.Group) else None, max_bytes), _text(version)
 
 
 def _text(value: Any) -> str:
@@ -280,7 +281,7 @@ class _LegacyWeights:
 
     def arrays(self, name: str, cls: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, Array]:
         where = f"layer {name!r} ({cls})"
-        g = self.group.get(name)
+        g = self.group.get(name) if self.group is not None else None
         if not isinstance(g, h5py.Group):
             raise ModelFormatError(f"{where}: missing weights: no group model_weights/{name}")
         listed = [_text(n) for n in np.atleast_1d(g.attrs.get("weight_names", np.array([])))]

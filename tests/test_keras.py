@@ -314,3 +314,73 @@ def test_weights_only_file(tmp_path: Path) -> None:
         dst.attrs["layer_names"] = src["model_weights"].attrs["layer_names"]
     refusal(path, r"a weights-only file \(save_weights\)")
 
+
+
+# ----------------------------------------------------------------------------- hand-written Keras 2 files
+
+
+def keras2_file(path: Path, layers: list[dict], weights: dict[str, dict[str, np.ndarray]],
+                functional: dict | None = None) -> Path:
+    """A legacy .h5 as tf.keras 2 writes it: model_config JSON and model_weights/<layer>/<layer>/<var>:0."""
+    config = ({"class_name": "Functional", "config": {"name": "m", "layers": layers, **functional}} if functional
+              else {"class_name": "Sequential", "config": {"name": "m", "layers": layers}})
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = "2.14.0"
+        for layer, variables in weights.items():
+            g = f.create_group(f"model_weights/{layer}")
+            g.attrs["weight_names"] = [f"{layer}/{k}:0".encode() for k in variables]
+            for k, v in variables.items():
+                g.create_dataset(f"{layer}/{k}:0", data=v)
+    return path
+
+
+def entry(cls: str, name: str, inbound: list | None = None, **config: object) -> dict:
+    e: dict = {"class_name": cls, "config": {"name": name, **config}}
+    if inbound is not None:
+        e["name"], e["inbound_nodes"] = name, [[[t, 0, 0, {}] for t in inbound]] if inbound else []
+    return e
+
+
+def test_refusals_of_structure(tmp_path: Path) -> None:
+    image_in = entry("InputLayer", "in", batch_input_shape=[None, 4, 4, 2])
+    dense = {"dense": {"kernel": np.ones((2, 3)), "bias": np.zeros(3)}}
+    path = keras2_file(tmp_path / "a.h5", [image_in, entry("Dense", "dense", units=3)], dense)
+    refusal(path, r"layer 'dense' \(Dense\): Dense on a tensor of shape \(4, 4, 2\) acts on its last axis")
+    path = keras2_file(tmp_path / "b.h5", [image_in, entry("Flatten", "flatten")], {})
+    refusal(path, r"the model's output .* is a flattened image")
+    two = {"input_layers": [["a", 0, 0], ["b", 0, 0]], "output_layers": [["add", 0, 0]]}
+    layers = [entry("InputLayer", "a", [], batch_input_shape=[None, 3]),
+              entry("InputLayer", "b", [], batch_input_shape=[None, 3]), entry("Add", "add", ["a", "b"])]
+    refusal(keras2_file(tmp_path / "c.h5", layers, {}, two), r"the model has 2 inputs; lrp_ref models take one")
+    mixed = [image_in, entry("Conv2D", "c1", filters=2, kernel_size=[1, 1], data_format="channels_first"),
+             entry("MaxPooling2D", "p", pool_size=[2, 2], data_format="channels_last")]
+    refusal(keras2_file(tmp_path / "d.h5", mixed, {}), r"the layers mix data formats")
+    relu6 = [image_in, entry("ReLU", "r", max_value=6.0)]
+    refusal(keras2_file(tmp_path / "e.h5", relu6, {}), r"layer 'r' \(ReLU\): only the plain ReLU")
+    nested = [image_in, {"class_name": "Sequential", "config": {"name": "inner", "layers": []}}]
+    refusal(keras2_file(tmp_path / "f.h5", nested, {}), r"layer 'inner' \(Sequential\): the Keras class 'Sequential'")
+    causal = [image_in, entry("Conv2D", "c", filters=1, kernel_size=[1, 1], padding="causal", use_bias=False)]
+    refusal(keras2_file(tmp_path / "g.h5", causal, {"c": {"kernel": np.ones((1, 1, 2, 1))}}),
+            r"padding must be 'valid' or 'same'; got 'causal'")
+    nan = {"dense": {"kernel": np.full((3, 3), np.nan), "bias": np.zeros(3)}}
+    flat_in = entry("InputLayer", "in", batch_input_shape=[None, 3])
+    refusal(keras2_file(tmp_path / "h.h5", [flat_in, entry("Dense", "dense", units=3)], nan),
+            r"non-finite value")
+
+
+def test_keras2_functional_with_shared_input_and_concatenated_flats(tmp_path: Path) -> None:
+    """Concatenated flattened images of two shapes feed a Dense: the orders concatenate (checked by hand)."""
+    rng = np.random.default_rng(3)
+    k = rng.normal(size=(8 + 2, 4))
+    functional = {"input_layers": [["in", 0, 0]], "output_layers": [["dense", 0, 0]]}
+    layers = [entry("InputLayer", "in", [], batch_input_shape=[None, 2, 2, 2]),
+              entry("Flatten", "f1", ["in"]),
+              entry("MaxPooling2D", "pool", ["in"], pool_size=[2, 2]),
+              entry("Flatten", "f2", ["pool"]),
+              entry("Concatenate", "cat", ["f1", "f2"], axis=-1),
+              entry("Dense", "dense", ["cat"], units=4, use_bias=False, activation="linear")]
+    model = from_keras(keras2_file(tmp_path / "m.h5", layers, {"dense": {"kernel": k}}, functional))
+    x = rng.normal(size=(3, 2, 2, 2))
+    keras_like = np.concatenate([x.reshape(3, -1), x.max(axis=(1, 2))], axis=1) @ k  # NHWC flatten, then Dense
+    assert_allclose(model.forward(nhwc_to_nchw(x)), keras_like, rtol=1e-13, atol=1e-13)
