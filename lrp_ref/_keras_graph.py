@@ -154,7 +154,7 @@ def _endpoints(value: Any, what: str) -> list[str]:
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, list) and len(v) == 3 and isinstance(v[0], str)
-                                              for v in value):
+                                              and all(isinstance(i, int) for i in v[1:]) for v in value):
         raise _refuse(f"the configuration's {what} is {str(value)[:80]}; expected [[layer, node, tensor], ...]")
     return [f"{v[0]}:{v[1]}:{v[2]}" for v in value]
 

@@ -154,12 +154,13 @@ def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: An
             converter.input(model.input, model.input_shape)
             for call in model.calls:
                 converter.add(call)
+            built = builder.build(model.output, {"input_shape": model.input_shape,
+                                                 "imported_from": f"Keras {version} {model.kind} model"})
             if converter.tensors[model.output].order is not None:
                 raise ModelFormatError(f"from_keras: the model's output {model.output!r} is a flattened image, "
                                        "whose features Keras and lrp_ref order differently; end the model with a "
                                        "Dense layer")
-            return builder.build(model.output, {"input_shape": model.input_shape,
-                                                "imported_from": f"Keras {version} {model.kind} model"})
+            return built
     except LrpRefError as exc:
         text = str(exc)
         raise ModelFormatError(text if text.startswith(str(p)) else f"{p}: {text}") from None

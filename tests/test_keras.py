@@ -384,3 +384,52 @@ def test_keras2_functional_with_shared_input_and_concatenated_flats(tmp_path: Pa
     x = rng.normal(size=(3, 2, 2, 2))
     keras_like = np.concatenate([x.reshape(3, -1), x.max(axis=(1, 2))], axis=1) @ k  # NHWC flatten, then Dense
     assert_allclose(model.forward(nhwc_to_nchw(x)), keras_like, rtol=1e-13, atol=1e-13)
+
+
+def _json_paths(value: object, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for k, v in items:
+        out += _json_paths(v, (*path, k))
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["residual.keras", "tf/residual.h5", "flat_order.keras"])
+def test_mutated_configurations_import_or_are_refused_clearly(tmp_path: Path, fixture: str) -> None:
+    """Seeded random edits of the architecture JSON: every one imports or is a specific ModelFormatError.
+
+    None may escape as another exception or as the generic "could not read the file" of a damaged file.
+    """
+    src = FIXTURES / fixture
+    if src.suffix == ".keras":
+        with zipfile.ZipFile(src) as z:
+            config = json.loads(z.read("config.json"))
+    else:
+        with h5py.File(src, "r") as f:
+            config = json.loads(f.attrs["model_config"])
+    paths = _json_paths(config)[1:]
+    rng = np.random.default_rng(0)
+    values = [None, 0, -1, 2**40, 1.5, "x", "same", [], {}, [None], True, "relu", "softmax", [1, 2, 3]]
+    outcomes = {"imported": 0, "refused": 0}
+    for trial in range(40):
+        mutated = json.loads(json.dumps(config))
+        path = paths[rng.integers(len(paths))]
+        node = mutated
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = values[rng.integers(len(values))]
+        target = tmp_path / f"m{trial}{src.suffix}"
+        if src.suffix == ".keras":
+            rewrite_zip(src, target, {"config.json": json.dumps(mutated).encode()})
+        else:
+            shutil.copy(src, target)
+            with h5py.File(target, "r+") as f:
+                f.attrs["model_config"] = json.dumps(mutated)
+        try:
+            from_keras(target)
+            outcomes["imported"] += 1
+        except ModelFormatError as exc:
+            assert "could not read the file" not in str(exc), (path, str(exc))
+            assert "\n" not in str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 5 and outcomes["imported"] > 5, outcomes
