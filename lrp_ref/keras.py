@@ -82,7 +82,7 @@ from .errors import LrpRefError, ModelFormatError
 from .graph import Graph, Sequential
 from .io import _READ_ERRORS, MAX_BYTES, PathLike, _path
 
-__all__ = ["MAX_JSON_BYTES", "from_keras", "nchw_to_nhwc", "nhwc_to_nchw"]
+__all__ = ["MAX_JSON_BYTES", "from_keras", "is_keras_h5", "nchw_to_nhwc", "nhwc_to_nchw"]
 
 Array = NDArray[Any]
 
@@ -102,6 +102,22 @@ def nchw_to_nhwc(x: Array) -> Array:
     """An lrp_ref image batch (a relevance map) ``(N, C, H, W)`` in Keras's layout ``(N, H, W, C)``."""
     x = np.asarray(x)
     return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def is_keras_h5(path: PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file holding a Keras architecture (root attribute ``model_config``).
+
+    Tells a legacy Keras ``.h5`` from lrp_ref's own HDF5 models, which share the suffix.  Never
+    raises: a file that cannot be opened is not a Keras file.
+    """
+    try:
+        p = _path(path, "is_keras_h5")
+        if not (p.is_file() and h5py.is_hdf5(str(p))):
+            return False
+        with h5py.File(str(p), "r") as f:
+            return "model_config" in f.attrs
+    except (LrpRefError, *_READ_ERRORS):
+        return False
 
 
 def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: Any = None,

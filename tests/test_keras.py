@@ -433,3 +433,15 @@ def test_mutated_configurations_import_or_are_refused_clearly(tmp_path: Path, fi
             assert "\n" not in str(exc)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 5 and outcomes["imported"] > 5, outcomes
+
+
+def test_is_keras_h5_tells_keras_files_from_lrp_ref_files(tmp_path: Path) -> None:
+    from lrp_ref.keras import is_keras_h5
+
+    assert is_keras_h5(FIXTURES / "residual.h5") and is_keras_h5(FIXTURES / "tf" / "mlp_bn.h5")
+    lrp_ref.save(lrp_ref.Sequential(list(from_keras(FIXTURES / "mlp_bn.h5"))), tmp_path / "own.h5")
+    assert not is_keras_h5(tmp_path / "own.h5")
+    assert not is_keras_h5(FIXTURES / "residual.keras")  # a zip
+    assert not is_keras_h5(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
+    assert not is_keras_h5(tmp_path / "junk.h5")
