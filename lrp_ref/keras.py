@@ -78,7 +78,7 @@ from ._checks import check_dtype
 from ._import_graph import GraphBuilder
 from ._keras_graph import parse_model
 from ._keras_layers import Converter
-from .errors import LrpRefError, ModelFormatError
+from .errors import IOArgumentError, LrpRefError, ModelFormatError
 from .graph import Graph, Sequential
 from .io import _READ_ERRORS, MAX_BYTES, PathLike, _path
 
@@ -146,6 +146,8 @@ def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: An
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IOArgumentError
+        If ``path``, ``input_shape`` or ``max_bytes`` is not what it should be.
     ModelFormatError
         For anything in the file that cannot be imported: not a Keras file,
         truncated, a zip without ``config.json``, missing or misshapen weights,
@@ -154,6 +156,12 @@ def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: An
     """
     p = _path(path, "from_keras")
     dt = check_dtype(dtype)
+    if not isinstance(max_bytes, (int, np.integer)) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise IOArgumentError(f"from_keras: max_bytes must be a positive int; got {max_bytes!r}")
+    if input_shape is not None and not (isinstance(input_shape, (tuple, list)) and all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in input_shape)):
+        raise IOArgumentError(f"from_keras: input_shape must be a tuple of positive ints in Keras's layout, e.g. "
+                              f"(32, 32, 3); got {input_shape!r}")
     try:
         st = os.stat(p)
     except (FileNotFoundError, NotADirectoryError):

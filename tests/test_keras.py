@@ -282,6 +282,10 @@ def test_unknown_input_size_needs_input_shape(tmp_path: Path) -> None:
     rewrite_zip(FIXTURES / "residual.keras", tmp_path / "a.keras",
                 {"config.json": edited_config(FIXTURES / "residual.keras", unknown)})
     refusal(tmp_path / "a.keras", r"unknown sizes; pass input_shape")
+    with pytest.raises(lrp_ref.IOArgumentError, match="input_shape must be a tuple of positive ints"):
+        from_keras(tmp_path / "a.keras", input_shape="8, 8, 3")
+    with pytest.raises(lrp_ref.IOArgumentError, match="max_bytes must be a positive int"):
+        from_keras(tmp_path / "a.keras", max_bytes=0)
     model = from_keras(tmp_path / "a.keras", input_shape=(8, 8, 3))
     x = nhwc_to_nchw(EXPECTED["keras3"]["residual"]["x"])
     assert_allclose(model.forward(x), from_keras(FIXTURES / "residual.keras").forward(x), rtol=0, atol=0)
