@@ -5,6 +5,7 @@
     scripts/record_innvestigate.py [DIR] --check   # compare with what is recorded, write nothing
     scripts/record_innvestigate.py [DIR] --net cnn_max   # one network only
     scripts/record_innvestigate.py [DIR] --keras-files   # also save each Keras twin as a .h5 file
+    scripts/record_innvestigate.py [DIR] --keras-files-only   # only that, against the recorded analyzers
 
 Needs the iNNvestigate environment (scripts/setup_innvestigate.sh: TensorFlow CPU 2.14.1,
 numpy < 2, iNNvestigate 2.1.2): ``make innvestigate-peer``.  For the networks and inputs of the
@@ -27,8 +28,10 @@ twin is also saved the way an iNNvestigate user saves a model, ``model.save("<ne
 (tf.keras's legacy HDF5; iNNvestigate runs TensorFlow in graph mode, where tf.keras 2.14 cannot
 write the ``.keras`` zip), and kept only if ``lrp_ref.from_keras`` of the file computes the
 Keras model's output (1e-12) and, explained with ``profile="innvestigate"``, reproduces every
-analyzer to 1e-10 of max|R|.  tests/test_keras_innvestigate.py checks those files against the
-recorded analyzers in ``make test``.
+analyzer to 1e-10 of max|R|.  ``--keras-files-only`` does the same against the analyzers recorded
+in DIR (which must be of the same networks) without running iNNvestigate again.
+tests/test_keras_innvestigate.py checks those files against the recorded analyzers in ``make
+test``; tests/crosscheck_innvestigate/test_keras_files.py against iNNvestigate live.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ import numpy as np  # noqa: E402
 from analyzers import ANALYZERS, lrp_ref_rules  # noqa: E402
 
 import lrp_ref  # noqa: E402
-from lrp_ref.io import write_model  # noqa: E402
+from lrp_ref.io import read_model, write_model  # noqa: E402
 from lrp_ref.testing import relevance_error  # noqa: E402
 
 RTOL = 1e-10
@@ -94,6 +97,18 @@ def run(net: str) -> tuple[lrp_ref.Sequential, dict[str, np.ndarray], dict[str, 
             cases[kind][key] = theirs
         print(f"  {net:12s} {key:22s} worst so far {worst:.2e}", flush=True)
     return model, inputs, cases, worst, keras_model
+
+
+def recorded(path: Path, model: lrp_ref.Sequential) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """The inputs and iNNvestigate's relevances recorded in ``path``, checked to be of ``model``."""
+    with h5py.File(path, "r") as f:
+        theirs = read_model(f["model"])
+        inputs = {kind: f[f"inputs/{kind}"][()] for kind in f["inputs"]}
+        cases = {kind: {key: d[()] for key, d in f[f"cases/{kind}"].items()} for kind in f["cases"]}
+    for x in inputs.values():
+        if not np.array_equal(theirs.forward(x), model.forward(x)):
+            raise SystemExit(f"{path}: recorded on another network than {path.stem}'s; record it again")
+    return inputs, cases
 
 
 def keras_file(net: str, keras_model: Any, inputs: dict[str, np.ndarray], cases: dict[str, dict[str, np.ndarray]],
@@ -167,10 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keras-files", nargs="?", const=str(KERAS_FILES), default=None, metavar="KDIR",
                         help=f"also save each Keras twin as KDIR/<net>.h5 (default {KERAS_FILES.relative_to(ROOT)}), "
                              "checked through lrp_ref.from_keras")
+    parser.add_argument("--keras-files-only", action="store_true",
+                        help="save the Keras twins (to --keras-files or its default), checked against the analyzers "
+                             "recorded in DIR, without running iNNvestigate")
     args = parser.parse_args(argv)
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
+    if args.keras_files_only:
+        for net in args.net or keras_nets.NETS:
+            model, shape = keras_nets.random_net(net, seed=sum(map(ord, net)))
+            inputs, cases = recorded(out / f"{net}.h5", model)
+            worst = keras_file(net, keras_nets.to_keras(model, shape), inputs, cases,
+                               Path(args.keras_files or KERAS_FILES))
+            print(f"{net}: saved the Keras twin; from_keras of it reproduces the {sum(map(len, cases.values()))} "
+                  f"recorded cases, worst {worst:.2e} of max|R|")
+        return 0
     for net in args.net or keras_nets.NETS:
         model, inputs, cases, worst, keras_model = run(net)
         path = out / f"{net}.h5"
