@@ -3,7 +3,7 @@
 Subcommands::
 
     lrp-ref info          --model M
-    lrp-ref explain       --model M --input I --rule R [--target T] --out DIR
+    lrp-ref explain       --model M --input I --rule R [--target T | --start-at NODE --neuron K] --out DIR
     lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
@@ -52,6 +52,7 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from ._cli_start import add_start_options, start_kwargs
 from .canonize import canonize
 from .compare import compare
 from .composites import Composite
@@ -232,20 +233,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explained(e: Explanation, model: Graph, i: int) -> str:
+    """What sample ``i``'s explanation explains: ``class 3, f(x) = 2.5``, or the neuron and its start relevance."""
+    if e.start_at is None:
+        assert e.target is not None  # explain() was given a target or chose the arg-max
+        return f"class {class_name(model, int(e.target[i]))}, f(x) = {e.score[i]:.6g}"
+    idle = " (inactive: nothing to explain)" if e.score[i] == 0 else ""
+    return f"start relevance {e.score[i]:.6g}{idle}"
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     check_out(args.out)
     model = explained_model(args, args.model)
     inputs = get_inputs(args, model)
     rules = build(args.rule, model, bounds(model))
     x = inputs.x
+    start = start_kwargs(args, model, x.shape)
     check_target(args.target, model, x)
     print(f"input: {inputs.description}")
-    e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile)
+    e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile, **start)
     out = prepare_out(args.out)
-    assert e.target is not None  # explain() was given a target or chose the arg-max
     image = x.ndim in (3, 4)  # (N, H, W) or (N, C, H, W): heatmaps; vectors get relevance.npy and the ledger only
     if not image:
         print(f"note: no heatmaps: one input has shape {x.shape[1:]}, not an image (H, W) or (C, H, W)")
+    if e.start_at is not None and inputs.batched:
+        print(f"explaining {e.description}")
     if not inputs.batched:  # one sample: the files and the printout of a single explanation
         np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
         if image:
@@ -253,9 +265,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
         table = e.ledger.table()
         (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
-        target = int(e.target[0])
-        print(f"explained class {class_name(model, target)}, f(x) = {e.score[0]:.6g}{_truth(inputs, 0, ', ')}; "
-              f"rule {args.rule}")
+        what = _explained(e, model, 0) if e.start_at is None else f"{e.description} ({_explained(e, model, 0)})"
+        print(f"explained {what}{_truth(inputs, 0, ', ')}; rule {args.rule}")
         print(table)
         pictures = f"{out / 'heatmap.png'}, {out / 'overlay.png'}, " if image else ""
         print(f"wrote {pictures}{out / 'relevance.npy'}, {out / 'ledger.txt'}")
@@ -270,8 +281,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if image:
             viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
             viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
-        target = int(e.target[i])
-        headline = (f"sample {i:{fmt}}{inputs.source(i)}: class {class_name(model, target)}, f(x) = {e.score[i]:.6g}, "
+        headline = (f"sample {i:{fmt}}{inputs.source(i)}: {_explained(e, model, i)}, "
                     f"sum R = {e.ledger.input_relevance[i]:.6g}, absorbed = {e.ledger.absorbed[i]:.4g}, "
                     f"max layer residual {_worst_residual(e, i):.2e}{_truth(inputs, i, ', ')}")
         print(headline)
@@ -507,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
+    add_start_options(p)
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("compare-rules", help="a figure per sample: the input and a heatmap for every rule of the seed",
