@@ -195,11 +195,22 @@ def _truth(inputs: Inputs, i: int, sep: str) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, otherwise printed at the end)."""
+    """A one-line progress bar on stderr (redrawn in place on a terminal, otherwise printed at the end).
+
+    Text printed while the bar is on screen goes through :meth:`write`, which
+    clears the bar first and redraws it below the text, so that the two never
+    share a line of the terminal (the bar is on stderr, the text on stdout).
+    """
+
+    WIDTH = 100
 
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.done, self.start = total, label, 0, time.perf_counter()
         self.tty = sys.stderr.isatty()
+        self.line = ""  # the bar as last drawn, while it is on screen unfinished
+
+    def _draw(self, end: str) -> None:
+        print(f"\r{self.line[:self.WIDTH]:<{self.WIDTH}}", end=end, file=sys.stderr, flush=True)
 
     def step(self, what: str) -> None:
         self.done += 1
@@ -209,9 +220,19 @@ class Progress:
             filled = int(width * self.done / self.total)
             elapsed = time.perf_counter() - self.start
             bar = "#" * filled + "." * (width - filled)
-            line = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
-            end = "\n" if self.done == self.total else ""
-            print(f"\r{line[:100]:<100}", end=end, file=sys.stderr, flush=True)
+            self.line = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
+            finished = self.done == self.total
+            self._draw("\n" if finished else "")
+            if finished:
+                self.line = ""
+
+    def write(self, text: str) -> None:
+        """Print ``text`` to stdout on lines of its own, above the bar."""
+        if self.tty and self.line:
+            print(f"\r{'':<{self.WIDTH}}\r", end="", file=sys.stderr, flush=True)
+        print(text, flush=True)
+        if self.tty and self.line:
+            self._draw("")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -242,6 +263,15 @@ def _explained(e: Explanation, model: Graph, i: int) -> str:
     return f"start relevance {e.score[i]:.6g}{idle}"
 
 
+def _heatmaps(writer: viz.HeatmapWriter, e: Explanation, model: Graph, x: Array, i: int, heatmap: Path,
+              overlay: Path, rule: str, sample: str = "") -> None:
+    """The heatmap and overlay figures of sample ``i``, titled with what was explained and by which rule."""
+    what = _explained(e, model, i) if e.start_at is None else f"{e.description} ({_explained(e, model, i)})"
+    title = f"{sample}{what}\nrule {rule}"
+    writer.save(e.relevance[i], heatmap, title)
+    writer.save(e.relevance[i], overlay, title, image=x[i])
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     check_out(args.out)
     model = explained_model(args, args.model)
@@ -261,8 +291,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not inputs.batched:  # one sample: the files and the printout of a single explanation
         np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
         if image:
-            viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
-            viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
+            with viz.HeatmapWriter() as writer:
+                _heatmaps(writer, e, model, x, 0, out / "heatmap.png", out / "overlay.png", args.rule)
         table = e.ledger.table()
         (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
         what = _explained(e, model, 0) if e.start_at is None else f"{e.description} ({_explained(e, model, 0)})"
@@ -277,16 +307,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     np.save(out / "relevance.npy", e.relevance, allow_pickle=False)
     tables = []
     progress = Progress(n, "samples")
+    drawer = viz.HeatmapWriter() if image else None  # one figure, redrawn for every sample
     for i in range(n):
-        if image:
-            viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
-            viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
+        if drawer is not None:
+            _heatmaps(drawer, e, model, x, i, out / f"heatmap_{i:{fmt}}.png", out / f"overlay_{i:{fmt}}.png",
+                      args.rule, f"sample {i}{inputs.source(i)}: ")
         headline = (f"sample {i:{fmt}}{inputs.source(i)}: {_explained(e, model, i)}, "
                     f"sum R = {e.ledger.input_relevance[i]:.6g}, absorbed = {e.ledger.absorbed[i]:.4g}, "
                     f"max layer residual {_worst_residual(e, i):.2e}{_truth(inputs, i, ', ')}")
-        print(headline)
+        progress.write(headline)
         tables.append(f"{headline}\n{e.ledger.table(i)}\n")
         progress.step(f"sample {i}")
+    if drawer is not None:
+        drawer.close()
     (out / "ledger.txt").write_text("\n".join(tables), encoding="utf-8")
     print(f"explained {n} samples with rule {args.rule}")
     last = f"{n - 1:{fmt}}"
@@ -338,7 +371,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     written = []
     figures = Progress(n, "figures") if inputs.batched else None
     for i in range(n):
-        groups, headline = [], []
+        groups, headline, lines = [], [], []  # lines: the table, printed above the progress bar
         for name, model, model_inputs, runs in blocks:
             first = runs[0][1]
             assert first.target is not None
@@ -346,26 +379,30 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
             caption = f"class {class_name(model, target)}, f(x) = {first.score[i]:.3f}"
             if inputs.batched or len(blocks) > 1:
                 sample = f"sample {i:{fmt}}{inputs.source(i)}: " if inputs.batched else ""
-                print(f"{name + ': ' if len(blocks) > 1 else ''}{sample}explaining class "
-                      f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
-            print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
+                lines.append(f"{name + ': ' if len(blocks) > 1 else ''}{sample}explaining class "
+                             f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
+            lines.append(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
             panels = []
             for label_text, e in runs:
                 total = float(e.relevance[i].sum())
-                print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
-                      f"{_worst_residual(e, i):>19.2e}")
-                panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}   f(x) = {e.score[i]:.3g}"))
+                lines.append(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
+                             f"{_worst_residual(e, i):>19.2e}")
+                panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
             groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
+        if figures is not None:
+            figures.write("\n".join(lines))
+        else:
+            print("\n".join(lines))
         which = f"sample {i}{inputs.source(i)}: " if inputs.batched else ""
-        legend = f"{_truth(inputs, i, '; ')}   (red: for, blue: against)"
+        legend = _truth(inputs, i, '; ')
         if len(blocks) == 1:
             title = f"{headline[0].replace(': ', ': ' + which, 1)}{legend}"
         else:
             title = f"{which}each model explains its own prediction{legend}"
         name = f"compare_rules_{i:{fmt}}.png" if inputs.batched else "compare_rules.png"
-        written.append(viz.save_comparison_groups(groups, out_dir / name, title))
+        written.append(viz.save_comparison_groups(groups, out_dir / name, title, scale=args.scale))
         if figures is not None:
             figures.step(name)
     many = f"{len(written)} figures: {written[0]} .. {written[-1]}"
@@ -526,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--also-model", action="append", metavar="MODEL",
                    help="another model explained on the same input, drawn as further rows (repeatable)")
+    p.add_argument("--scale", choices=viz.SCALES, default="panel",
+                   help="colours of the heatmaps: 'panel' scales each to its own max|R| (default: the rules' "
+                        "magnitudes differ by orders, and one scale would leave most maps blank), 'shared' uses one "
+                        "scale for all, so that equal colours mean equal relevance")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=cmd_compare_rules)
 
