@@ -203,7 +203,7 @@ def _colorbar(fig: Any, axes: Any, peak: float, scale: str, label: str = _SHARED
         mappable = ScalarMappable(Normalize(-peak, peak), colormap())
     else:
         mappable = ScalarMappable(Normalize(-1.0, 1.0), colormap())
-        label = "R / max|R| of its panel (max below each panel)"
+        label = "R / max|R| of its panel"
     bar = fig.colorbar(mappable, ax=axes, shrink=0.85, aspect=25, pad=0.02)
     bar.set_label(label, fontsize=9)
     bar.ax.tick_params(labelsize=8)
@@ -268,7 +268,8 @@ class HeatmapWriter:
         self._image.set_data(rgb)
         self._image.set_extent((-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5))
         self._mappable.set_clim(-(peak or 1.0), peak or 1.0)
-        lines = [part for line in title.splitlines() for part in textwrap.wrap(line, 64) or [""]]
+        lines = [part for line in title.splitlines()
+                 for part in textwrap.wrap(line, 66, break_on_hyphens=False) or [""]]
         self._ax.set_title("\n".join(lines[:5]), fontsize=8.5)  # wrapped to the figure's width
         over = "" if image is None else "over the input (grey), "
         self._ax.set_xlabel(f"{over}scaled to this map's max|R| = {peak:.3g}\n{_RED_BLUE}; "
@@ -337,7 +338,8 @@ def comparison_figure(
     plt = _require_viz("the comparison figure")
     block_rows = [-(-(len(panels) + 1) // columns) for _, _, panels, _ in groups]
     shared = max((_peak(r) for _, _, panels, _ in groups for _, r, _ in panels), default=0.0) or 1.0
-    fig = plt.figure(figsize=(2.45 * columns + 1.2, 2.75 * sum(block_rows) + 0.9 * len(groups) + 0.5),
+    headed = sum(1 for heading, _, _, caption in groups if heading or caption)
+    fig = plt.figure(figsize=(2.45 * columns + 1.2, 3.0 * sum(block_rows) + 0.5 * headed + 0.7),
                      layout="constrained")
     subfigs = fig.subfigures(len(groups), 1, height_ratios=[n + 0.3 for n in block_rows], squeeze=False)[:, 0]
     for sub, (heading, image, panels, caption), n_rows in zip(subfigs, groups, block_rows):
