@@ -13,7 +13,13 @@ relevance there, for a batch of activations ``a`` of shape ``(N, *shape)``:
 * ``start_relevance=R``: an explicit array ``(N, *shape)``.
 
 Only the start node and its ancestors (the nodes its output depends on) are
-swept.  This module resolves and checks the request before any work is done
+swept.  Every rule is linear in the relevance it receives (its denominators
+depend on the activations only), so a channel's explanation is the sum of
+its neurons' explanations, a mask's the sum of its neurons', and scaling
+``start_relevance`` scales the result; with LRP-0 on a ReLU network the
+input relevance is the gradient of the neuron's activation times the input.
+
+This module resolves and checks the request before any work is done
 (:func:`plan_start`) and turns it into the start relevance once the forward
 sweep has run (:meth:`Start.relevance`).
 """
