@@ -16,7 +16,8 @@ from typing import Any
 from ._keras_layers import Call
 from .errors import ModelFormatError
 
-_SPATIAL = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
+_SPATIAL = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+            "ZeroPadding2D")
 
 
 @dataclass(frozen=True)

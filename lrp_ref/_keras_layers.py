@@ -16,7 +16,7 @@ the model's output must be in Keras's order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,7 +47,10 @@ _IDENTITY = ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", 
 #: Every Keras class from_keras imports (the InputLayer is handled by the caller).
 SUPPORTED = ("InputLayer", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
              "GlobalMaxPooling2D", "Flatten", "ReLU", "Activation", "Softmax", "BatchNormalization", "Add",
-             "Concatenate", *_IDENTITY)
+             "Concatenate", "ZeroPadding2D", *_IDENTITY)
+#: The layers a ZeroPadding2D is folded into (lrp_ref has no padding layer of its own).
+_TAKES_PADDING = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D")
+_NO_PAD = (0, 0, 0, 0)
 
 
 class Weights(Protocol):
@@ -59,10 +62,17 @@ class Weights(Protocol):
 
 @dataclass(frozen=True)
 class Tensor:
-    """What the importer knows of one Keras tensor: its lrp_ref shape (one sample) and its flat order."""
+    """What the importer knows of one Keras tensor.
+
+    Its lrp_ref shape (one sample), its flat order (see the module docstring), the zero padding
+    ``(top, bottom, left, right)`` of ZeroPadding2D layers still to be applied by the layer that
+    reads it, and whether it is non-negative (a ReLU's output).
+    """
 
     shape: tuple[int, ...]
     order: Array | None = None
+    pad: tuple[int, int, int, int] = _NO_PAD
+    nonnegative: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class Converter:
             "GlobalAveragePooling2D": self._global_pool, "GlobalMaxPooling2D": self._global_pool,
             "Flatten": self._flatten, "ReLU": self._relu, "Activation": self._activation_layer,
             "Softmax": self._softmax, "BatchNormalization": self._batch_norm, "Add": self._add,
-            "Concatenate": self._concatenate,
+            "Concatenate": self._concatenate, "ZeroPadding2D": self._zero_padding,
         }
 
     # ------------------------------------------------------------------ plumbing
@@ -117,10 +127,13 @@ class Converter:
                                     f"{', '.join(SUPPORTED)}")
         if call.cls not in ("Add", "Concatenate"):
             self._one(call, ins)
+        if call.cls not in _TAKES_PADDING and any(t.pad != _NO_PAD for t in ins):
+            raise self.refuse(call, "reads the output of a ZeroPadding2D; lrp_ref has no padding layer: the zero "
+                                    "padding is folded into a Conv2D, MaxPooling2D or AveragePooling2D after it")
         convert(call, ins)
 
     def _node(self, call: Call, name: str, layer: Layer, inputs: Sequence[str], output: str,
-              order: Array | None = None) -> None:
+              order: Array | None = None, nonnegative: bool = False) -> None:
         shapes = [self.tensors[t].shape for t in inputs]
         try:
             shape = (layer.output_shape(layer.packed_shape(shapes)) if isinstance(layer, MergeLayer)
@@ -129,7 +142,7 @@ class Converter:
             raise self.refuse(call, f"does not fit its input of lrp_ref shape {', '.join(map(str, shapes))}: {exc}"
                               ) from None
         self.builder.layer(call.where, name, layer, inputs, output)
-        self.tensors[output] = Tensor(shape, order)
+        self.tensors[output] = Tensor(shape, order, nonnegative=nonnegative)
 
     def _one(self, call: Call, ins: list[Tensor]) -> None:
         if len(ins) != 1:
@@ -186,7 +199,7 @@ class Converter:
             self.tensors[call.output] = self.tensors[linear_output]
         elif value == "relu":
             self._node(call, f"{call.name}_relu", ReLU(dtype=self.dtype), [linear_output], call.output,
-                       self.tensors[linear_output].order)
+                       self.tensors[linear_output].order, nonnegative=True)
         elif value == "softmax":
             self._final_softmax(call, linear_output)
         else:
@@ -221,8 +234,38 @@ class Converter:
         self._node(call, call.name, layer, call.inputs, f"{call.output}/linear")
         self._activation(call, call.config.get("activation", "linear"), f"{call.output}/linear")
 
+    @staticmethod
+    def _sides(padding: int | tuple[int, int, int, int], pad: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """The layer's own padding (0 or four sides) plus the zero padding folded into it."""
+        own = _NO_PAD if isinstance(padding, int) else padding
+        top, bottom, left, right = (a + b for a, b in zip(own, pad))
+        return top, bottom, left, right
+
+    def _zero_padding(self, call: Call, ins: list[Tensor]) -> None:
+        t = ins[0]
+        self._image(call, t)
+        value = call.config.get("padding", 1)
+
+        def ok(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**16
+
+        if ok(value):
+            sides = (value,) * 4
+        elif isinstance(value, list) and len(value) == 2 and all(ok(v) for v in value):
+            sides = (value[0], value[0], value[1], value[1])
+        elif (isinstance(value, list) and len(value) == 2 and all(isinstance(v, list) and len(v) == 2 for v in value)
+              and all(ok(v) for pair in value for v in pair)):
+            sides = (value[0][0], value[0][1], value[1][0], value[1][1])
+        else:
+            raise self.refuse(call, f"padding must be an int, (rows, cols) or ((top, bottom), (left, right)); "
+                                    f"got {value!r}")
+        self.builder.alias(call.where, call.output, call.inputs[0])
+        top, bottom, left, right = (a + b for a, b in zip(t.pad, sides))
+        self.tensors[call.output] = replace(t, pad=(top, bottom, left, right))
+
     def _conv(self, call: Call, ins: list[Tensor]) -> None:
         c, h, w = self._image(call, ins[0])
+        pad = ins[0].pad
         filters = self._ints(call, "filters", 1)[0]
         kernel = self._pair(call, "kernel_size")
         stride = self._pair(call, "strides", default=[1, 1])
@@ -233,23 +276,33 @@ class Converter:
         bias = self._flag(call, "use_bias", True)
         shapes = {"kernel": (*kernel, c // groups, filters), **({"bias": (filters,)} if bias else {})}
         v = self.weights.arrays(call.name, call.cls, shapes)
+        hw = (h + pad[0] + pad[1], w + pad[2] + pad[3])  # Keras's input: after any ZeroPadding2D
         layer = Conv2d(v["kernel"].transpose(3, 2, 0, 1), v.get("bias"), stride=stride,
-                       padding=self._padding(call, (h, w), kernel, stride, dilation), dilation=dilation,
+                       padding=self._sides(self._padding(call, hw, kernel, stride, dilation), pad), dilation=dilation,
                        groups=groups, dtype=self.dtype)
         self._node(call, call.name, layer, call.inputs, f"{call.output}/linear")
         self._activation(call, call.config.get("activation", "linear"), f"{call.output}/linear")
 
     def _pool(self, call: Call, ins: list[Tensor]) -> None:
-        _, h, w = self._image(call, ins[0])
+        t = ins[0]
+        _, h, w = self._image(call, t)
         kernel = self._pair(call, "pool_size")
         stride = kernel if call.config.get("strides") is None else self._pair(call, "strides")
-        padding = self._padding(call, (h, w), kernel, stride)
+        hw = (h + t.pad[0] + t.pad[1], w + t.pad[2] + t.pad[3])  # Keras's input: after any ZeroPadding2D
+        padding = self._padding(call, hw, kernel, stride)
         layer: Layer
         if call.cls == "MaxPooling2D":
-            layer = MaxPool2d(kernel, stride, padding, dtype=self.dtype)
+            if t.pad != _NO_PAD and not t.nonnegative:
+                raise self.refuse(call, "max pooling over ZeroPadding2D's zeros equals lrp_ref's max pooling (which "
+                                        "pads with -inf) only on non-negative input, such as a ReLU's output")
+            layer = MaxPool2d(kernel, stride, self._sides(padding, t.pad), dtype=self.dtype)
+        elif t.pad != _NO_PAD:  # ZeroPadding2D's zeros are pixels of Keras's input: counted in the average
+            if padding != 0:
+                raise self.refuse(call, "'same' average pooling after ZeroPadding2D is not supported")
+            layer = AvgPool2d(kernel, stride, dtype=self.dtype, padding=t.pad, count_include_pad=True)
         else:  # TensorFlow averages over the pixels inside the image only
             layer = AvgPool2d(kernel, stride, dtype=self.dtype, padding=padding, count_include_pad=padding == 0)
-        self._node(call, call.name, layer, call.inputs, call.output)
+        self._node(call, call.name, layer, call.inputs, call.output, nonnegative=t.nonnegative)
 
     def _global_pool(self, call: Call, ins: list[Tensor]) -> None:
         _, h, w = self._image(call, ins[0])
@@ -283,7 +336,8 @@ class Converter:
         if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) != 0 or cfg.get("threshold", 0) != 0:
             raise self.refuse(call, f"only the plain ReLU is supported; got max_value={cfg.get('max_value')!r}, "
                                     f"negative_slope={cfg.get('negative_slope')!r}, threshold={cfg.get('threshold')!r}")
-        self._node(call, call.name, ReLU(dtype=self.dtype), call.inputs, call.output, ins[0].order)
+        self._node(call, call.name, ReLU(dtype=self.dtype), call.inputs, call.output, ins[0].order,
+                   nonnegative=True)
 
     def _activation_layer(self, call: Call, ins: list[Tensor]) -> None:
         self._activation(call, call.config.get("activation"), call.inputs[0])

@@ -37,6 +37,8 @@ dilation_rate, groups)                  (out, in, kh, kw)); ``'same'`` as Tensor
 ``BatchNormalization``                  ``BatchNorm1d`` / ``BatchNorm2d`` with the moving
                                         statistics (inference)
 ``Add``, ``Concatenate`` (channels)     ``Add``, ``Concat``
+``ZeroPadding2D``                       folded into the ``Conv2D`` or pooling layer after it
+                                        (before a ``MaxPooling2D`` only on a ReLU's output)
 ``Dropout`` and the noise layers        nothing (inference)
 ======================================  ========================================================
 
@@ -180,6 +182,9 @@ def from_keras(path: PathLike, dtype: DTypeLike = np.float64, *, input_shape: An
                 converter.add(call)
             built = builder.build(model.output, {"input_shape": model.input_shape,
                                                  "imported_from": f"Keras {version} {model.kind} model"})
+            if converter.tensors[model.output].pad != (0, 0, 0, 0):
+                raise ModelFormatError(f"from_keras: the model ends with a ZeroPadding2D ({model.output!r}); "
+                                       "lrp_ref folds zero padding into the layer after it")
             if converter.tensors[model.output].order is not None:
                 raise ModelFormatError(f"from_keras: the model's output {model.output!r} is a flattened image, "
                                        "whose features Keras and lrp_ref order differently; end the model with a "

@@ -156,11 +156,19 @@ def _channels_first(k: Any) -> Any:
                         name="channels_first")
 
 
-#: name -> builder of the Keras model
+def _zero_padding(k: Any) -> Any:
+    """ZeroPadding2D before a strided convolution (as in ResNet's stem), a max pooling and an average pooling."""
+    L = k.layers
+    return k.Sequential([k.Input((9, 9, 2)), L.ZeroPadding2D(2), L.Conv2D(3, 5, strides=2, activation="relu"),
+                         L.ZeroPadding2D(((0, 1), (1, 0))), L.MaxPooling2D(3, strides=2),
+                         L.ZeroPadding2D(1), L.AveragePooling2D(2), L.Flatten(), L.Dense(3)], name="zero_padding")
+
+
+#: name -> builder of the Keras model (new models go last: a model's seeds are its position here)
 MODELS: dict[str, Callable[[Any], Any]] = {
     "sequential_cnn": _sequential_cnn, "residual": _residual, "same_stride2": _same_stride2,
     "pools_same": _pools_same, "dilation_groups": _dilation_groups, "mlp_bn": _mlp_bn,
-    "flat_order": _flat_order, "channels_first": _channels_first,
+    "flat_order": _flat_order, "channels_first": _channels_first, "zero_padding": _zero_padding,
 }
 
 
@@ -223,14 +231,17 @@ def _gradient(model: Any, x: np.ndarray, tf: bool) -> np.ndarray:
 
 def export(out: Path, names: list[str] | None = None, tf: bool = False,
            formats: tuple[str, ...] = ("keras", "h5")) -> dict[str, dict[str, np.ndarray]]:
-    """Build, save and run every model; write ``expected.h5``; return {name: {x, y, grad}}.
+    """Build, save and run the models ``names`` (default all); (re)write their groups of ``expected.h5``.
+
+    Returns {name: {x, y, grad, softmax}}.
 
     With ``tf``, the models are built with tf.keras 2 (TensorFlow, float64 throughout).
     """
     k = _keras(tf)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, np.ndarray]] = {}
-    for i, name in enumerate(names or list(MODELS)):
+    for name in names or list(MODELS):
+        i = list(MODELS).index(name)
         if tf and name == "channels_first":
             continue  # TensorFlow's CPU convolution takes NHWC only
         model = MODELS[name](k)
@@ -245,11 +256,13 @@ def export(out: Path, names: list[str] | None = None, tf: bool = False,
             model.save(out / f"{name}.{fmt}")
         print(f"{name}: {model.count_params()} parameters, input {shape}, output {y.shape[1:]}"
               + (" (softmax)" if softmax else ""))
-    with h5py.File(out / "expected.h5", "w") as f:
+    with h5py.File(out / "expected.h5", "w" if names is None else "a") as f:
         f.attrs["keras_version"] = _version(k)
         f.attrs["backend"] = k.backend.backend()
         f.attrs["floatx"] = k.backend.floatx()
         for name, r in results.items():
+            if name in f:
+                del f[name]
             g = f.create_group(name)
             for key in ("x", "y", "grad"):
                 g.create_dataset(key, data=r[key], track_times=False)
@@ -262,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", nargs="?", help="default tests/fixtures/keras (with --tf: tests/fixtures/keras/tf)")
     parser.add_argument("--tf", action="store_true", help="build with TensorFlow's tf.keras 2 (.venv-innvestigate): "
                         ".h5 (the format of iNNvestigate's users), and .keras for TF_KERAS_V3")
+    parser.add_argument("--model", action="append", choices=list(MODELS),
+                        help="only this model (repeatable; the others in expected.h5 are kept)")
     args = parser.parse_args(argv)
     default = ROOT / "tests" / "fixtures" / "keras"
     out = Path(args.dir) if args.dir else default / "tf" if args.tf else default
-    export(out, tf=args.tf)
+    export(out, names=args.model, tf=args.tf)
     return 0
 
 

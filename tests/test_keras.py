@@ -367,6 +367,15 @@ def test_refusals_of_structure(tmp_path: Path) -> None:
     causal = [image_in, entry("Conv2D", "c", filters=1, kernel_size=[1, 1], padding="causal", use_bias=False)]
     refusal(keras2_file(tmp_path / "g.h5", causal, {"c": {"kernel": np.ones((1, 1, 2, 1))}}),
             r"padding must be 'valid' or 'same'; got 'causal'")
+    pad_pool = [image_in, entry("ZeroPadding2D", "zp", padding=[[1, 1], [1, 1]]), entry("MaxPooling2D", "p",
+                                                                                      pool_size=[2, 2])]
+    refusal(keras2_file(tmp_path / "z1.h5", pad_pool, {}), r"layer 'p' \(MaxPooling2D\): max pooling over "
+            r"ZeroPadding2D's zeros .* only on non-negative input")
+    pad_flat = [image_in, entry("ZeroPadding2D", "zp", padding=1), entry("Flatten", "f")]
+    refusal(keras2_file(tmp_path / "z2.h5", pad_flat, {}),
+            r"layer 'f' \(Flatten\): reads the output of a ZeroPadding2D")
+    pad_end = [image_in, entry("ReLU", "r"), entry("ZeroPadding2D", "zp", padding=1)]
+    refusal(keras2_file(tmp_path / "z3.h5", pad_end, {}), r"the model ends with a ZeroPadding2D")
     nan = {"dense": {"kernel": np.full((3, 3), np.nan), "bias": np.zeros(3)}}
     flat_in = entry("InputLayer", "in", batch_input_shape=[None, 3])
     refusal(keras2_file(tmp_path / "h.h5", [flat_in, entry("Dense", "dense", units=3)], nan),
