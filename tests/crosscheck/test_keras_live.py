@@ -94,3 +94,41 @@ def test_committed_fixtures_are_current(exported, name: str) -> None:
         for key in ("x", "y", "grad"):
             stored = f[name][key][()]
             assert_allclose(results[name][key], stored, rtol=0, atol=1e-12 * max(1.0, np.abs(stored).max()))
+
+
+def test_keras_applications_resnet50(tmp_path: Path) -> None:
+    """keras.applications.ResNet50 (random weights and batch-norm statistics, 64 x 64): ZeroPadding2D stems,
+    batch norms, residual sums, global pooling and a final softmax import as a Graph with Keras's logits."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+        rng = np.random.default_rng(0)
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                c = layer.get_weights()[0].shape
+                layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c),
+                                   rng.uniform(0.5, 2.0, c)])
+        net.save(tmp_path / "resnet50.keras")
+        net.layers[-1].activation = keras.activations.linear  # Keras's logits, for the comparison
+        x = rng.uniform(0, 1, (2, 64, 64, 3))
+        xt = torch.tensor(x, requires_grad=True)
+        logits = net(xt, training=False)
+        target = logits.detach().numpy().argmax(axis=1)
+        grad = torch.autograd.grad(logits[np.arange(2), target].sum(), xt)[0].numpy()
+        logits = logits.detach().numpy()
+    model = from_keras(tmp_path / "resnet50.keras")
+    assert isinstance(model, Graph) and "softmax" in model.metadata["import_notes"][0]
+    assert_allclose(model.forward(nhwc_to_nchw(x)), logits, rtol=0, atol=RTOL * np.abs(logits).max())
+    e = lrp_ref.explain(model, nhwc_to_nchw(x), lrp0_rules(model), target=target)
+    assert_allclose(nchw_to_nhwc(e.relevance), x * grad, rtol=0, atol=1e-4 * np.abs(x * grad).max())
+    e.ledger.check_balance()
+
+
+def test_keras_applications_mobilenet_v2_is_refused_naming_the_layer(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=4).save(tmp_path / "m.keras")
+    with pytest.raises(lrp_ref.ModelFormatError, match=r"layer 'Conv1_relu' \(ReLU\): only the plain ReLU"):
+        from_keras(tmp_path / "m.keras")
