@@ -226,9 +226,8 @@ class Converter:
         bias = self._flag(call, "use_bias", True)
         shapes = {"kernel": (t.shape[0], units), **({"bias": (units,)} if bias else {})}
         v = self.weights.arrays(call.name, call.cls, shapes)
-        w = v["kernel"].T
+        w = np.ascontiguousarray(v["kernel"].T)  # C order: the layer computes as a model re-loaded from a file
         if t.order is not None:  # Keras's input feature m is lrp_ref's feature order[m]
-            w = np.empty_like(w)
             w[:, t.order] = v["kernel"].T
         layer = Dense(w, v.get("bias"), dtype=self.dtype)
         self._node(call, call.name, layer, call.inputs, f"{call.output}/linear")
@@ -277,7 +276,7 @@ class Converter:
         shapes = {"kernel": (*kernel, c // groups, filters), **({"bias": (filters,)} if bias else {})}
         v = self.weights.arrays(call.name, call.cls, shapes)
         hw = (h + pad[0] + pad[1], w + pad[2] + pad[3])  # Keras's input: after any ZeroPadding2D
-        layer = Conv2d(v["kernel"].transpose(3, 2, 0, 1), v.get("bias"), stride=stride,
+        layer = Conv2d(np.ascontiguousarray(v["kernel"].transpose(3, 2, 0, 1)), v.get("bias"), stride=stride,
                        padding=self._sides(self._padding(call, hw, kernel, stride, dilation), pad), dilation=dilation,
                        groups=groups, dtype=self.dtype)
         self._node(call, call.name, layer, call.inputs, f"{call.output}/linear")
