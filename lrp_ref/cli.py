@@ -288,7 +288,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = False
                      ) -> tuple[list[tuple[str, Explanation]], list[str]]:
-    """Every rule of the seed's comparison on ``model`` (``more``: and MORE_COMPARISON's): (label, explanation), notes."""
+    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON): (label, explanation) per rule, notes."""
     runs: list[tuple[str, Explanation]] = []
     notes = []
     specs = catalog.SEED_COMPARISON + (catalog.MORE_COMPARISON if more else ())
@@ -351,7 +351,8 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
             seed = len(catalog.SEED_COMPARISON)  # --more: the methods beyond LRP start a row of their own
             groups.append((name if several else "", model_inputs.x[i], panels[:seed], caption if several else ""))
             if panels[seed:]:
-                groups.append((f"{name}: beyond LRP" if several else "beyond LRP", model_inputs.x[i], panels[seed:], ""))
+                heading = f"{name}: beyond LRP" if several else "beyond LRP"
+                groups.append((heading, model_inputs.x[i], panels[seed:], ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
         which = f"sample {i}{inputs.source(i)}: " if inputs.batched else ""
         legend = f"{_truth(inputs, i, '; ')}   (red: for, blue: against)"

@@ -92,7 +92,7 @@ def _require_non_negative(a: Array, rule: str) -> None:
 
 
 def _excitatory(layer: LinearLayer, a: Array, R: Array, sign: float) -> Propagation:
-    """One MWP step through the weights ``(sign * w)+``: ``R_j = sum_k a_j (sign w_jk)+ / sum_j' a_j' (sign w_j'k)+ R_k``.
+    """One MWP step through the weights ``(sign w)+``: ``R_j = sum_k a_j (sign w_jk)+ / sum_j' a_j' (sign w_j'k)+ R_k``.
 
     Bias: none.  Stabiliser: none; a zero denominator drops (absorbs) its ``R_k``.
     """

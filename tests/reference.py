@@ -648,18 +648,18 @@ def ref_rap(W: Array, a: Array, R: Array) -> tuple[Array, Array]:
     Absorbed: all of R if S is empty, else nothing.
     """
     Z = np.einsum("nj,jk->njk", a, W)
-    Z_pos, Z_neg = np.maximum(Z, 0.0), np.minimum(Z, 0.0)
-    R_pos, R_neg = np.maximum(R, 0.0)[:, None, :], np.minimum(R, 0.0)[:, None, :]
+    Z_pos, Z_neg_abs = np.maximum(Z, 0.0), -np.minimum(Z, 0.0)
 
-    def share(part: Array, total: Array, r: Array) -> Array:
-        ok = (total > 0)[:, None, :]
-        return np.where(ok, part / np.where(ok, total[:, None, :], 1.0) * r, 0.0)
+    def per_unit(r: Array, total: Array) -> Array:
+        """r_k / total_k where total_k > 0, else 0 (N, K): each message is a contribution times this."""
+        return np.where(total > 0, r / np.where(total > 0, total, 1.0), 0.0)
 
-    M1 = share(Z_pos, Z_pos.sum(axis=1), R_pos)
-    M2 = share(-Z_neg, -Z_neg.sum(axis=1), R_neg)
-    M3 = share(-Z_neg, np.abs(Z).sum(axis=1), R[:, None, :])
-    R_tilde = (M1 + M2 + M3).sum(axis=2)
-    message = ((Z_pos > 0) & (R[:, None, :] > 0)) | ((Z_neg < 0) & (R[:, None, :] != 0))
+    P, N = Z_pos.sum(axis=1), Z_neg_abs.sum(axis=1)
+    f1 = per_unit(np.maximum(R, 0.0), P)        # M1_jk = z+_jk R+_k / P_k
+    f2 = per_unit(np.minimum(R, 0.0), N)        # M2_jk = |z-_jk| R-_k / N_k
+    f3 = per_unit(R, np.abs(Z).sum(axis=1))     # M3_jk = |z-_jk| R_k / sum_j |z_jk|
+    R_tilde = np.einsum("njk,nk->nj", Z_pos, f1) + np.einsum("njk,nk->nj", Z_neg_abs, f2 + f3)
+    message = ((Z_pos > 0) & (R[:, None, :] > 0)) | ((Z_neg_abs > 0) & (R[:, None, :] != 0))
     in_S = message.any(axis=2)  # (N, J)
     count = in_S.sum(axis=1)
     R_in = np.zeros_like(R_tilde)

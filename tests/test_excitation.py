@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import h5py
@@ -44,7 +45,7 @@ LAYERS = ["dense-bias", "dense-nobias", "dense-wide", "conv3x3-bias", "conv3x3-n
 @pytest.mark.parametrize("layer_name", LAYERS)
 @pytest.mark.parametrize("rule", [ExcitationBackprop(), ContrastiveExcitation()], ids=repr)
 def test_fast_equals_reference(rule, layer_name, start):
-    layer, _, W, b, C = layer_case(layer_name)
+    layer, _, W, b, _ = layer_case(layer_name)
     a, R = make_inputs(layer_name, "relu")  # post-ReLU: non-negative with exact zeros
     if start == "probability":
         R = np.abs(R) / np.abs(R).reshape(len(R), -1).sum(axis=1).reshape((-1,) + (1,) * (R.ndim - 1))
@@ -191,28 +192,36 @@ def test_catalog_names_build_the_composites():
     assert [type(r).__name__ for r in cmwp.assign(model) if r is not None][-1] == "ContrastiveExcitation"
     with pytest.raises(RuleParameterError, match="did you mean 'excitation_backprop'"):
         catalog.check_spec("excitaton_backprop")
-    with pytest.raises(RuleParameterError, match="no parameter 'contrastive'.*excitation_backprop_contrastive"):
+    with pytest.raises(RuleParameterError, match=r"no parameter 'contrastive'.*excitation_backprop_contrastive"):
         catalog.check_spec("excitation_backprop:contrastive=1")
     with pytest.raises(RuleParameterError, match="method"):
         catalog.check_spec("zbox+excitation_backprop")
 
 
-def _shipped_digits(model):
+def _shipped_digits(model, n=1):
     with h5py.File(WEIGHTS / "mnist_samples.h5", "r") as f:
-        images = np.asarray(f["images"][:2], dtype=np.float64)
+        images = np.asarray(f["images"][:n], dtype=np.float64)
     return images[:, None] * model.metadata["input_scale"] + model.metadata["input_offset"]
+
+
+@functools.cache
+def _shipped_cnn():
+    """The shipped CNN, and the dense matrix of each of its Dense/Conv2d layers (built once)."""
+    model = L.load(WEIGHTS / "mnist_cnn.h5")
+    shapes = model.shapes((1, 28, 28))  # shapes[i]: the input of layer i
+    return model, {i: _matrix(layer, shapes[i]) for i, layer in enumerate(model) if isinstance(layer, (Dense, Conv2d))}
 
 
 @pytest.mark.parametrize("contrastive", [False, True])
 def test_shipped_cnn_layer_by_layer_against_the_reference(contrastive):
-    model = L.load(WEIGHTS / "mnist_cnn.h5")
+    model, matrices = _shipped_cnn()
     x = _shipped_digits(model)
     e = explain_excitation(model, x, contrastive=contrastive)
     for i, layer in enumerate(model):
         if not isinstance(layer, (Dense, Conv2d)):
             continue
         a, R = e.activations[i], e.layers[i + 1]
-        W = _matrix(layer, a.shape[1:])
+        W = matrices[i]
         R_in, absorbed = ref.ref_beyond_lrp(e.rules[i], layer, a, R, matrices=(W, np.zeros(W.shape[1])))
         assert_allclose(e.layers[i], R_in, rtol=1e-10, atol=1e-13, err_msg=f"layer {i}")
         assert_allclose(e.ledger.entries[i].absorbed, absorbed, rtol=1e-10, atol=1e-13)
