@@ -48,7 +48,7 @@ def test_compare_rules_default_has_no_more_row(capsys, tmp_path):
 
 @pytest.mark.parametrize("name", list(catalog.METHODS))
 def test_explain_with_a_method_name(capsys, tmp_path, name):
-    code, out, _ = _cli(capsys, "explain", "--model", CNN, "--input", "sample:2", "--rule", name, "--out", tmp_path)
+    code, _, _ = _cli(capsys, "explain", "--model", CNN, "--input", "sample:2", "--rule", name, "--out", tmp_path)
     assert code == 0
     saved = np.load(tmp_path / "relevance.npy")
     model = lrp_ref.load(CNN)
