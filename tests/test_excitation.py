@@ -7,7 +7,8 @@
   (computed independently, from the reference's conditional distributions);
 * MWP equals LRP-z+ without bias divided by f(x) (the relation the module docstring states);
 * c-MWP is the target's MWP minus the MWP of the dual unit (negated top-layer weights), at every layer;
-* negative inputs are refused, naming the layer and the minimum.
+* negative inputs are refused, naming the layer and the minimum;
+* the maps equal TorchRay's (recorded by scripts/record_beyond_lrp.py) on ten shipped digits.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import lrp_ref as L
 from lrp_ref import catalog, composites
 from lrp_ref.errors import ArgumentError, RuleParameterError
 from lrp_ref.excitation import ContrastiveExcitation, ExcitationBackprop, explain_excitation
-from lrp_ref.layers import Conv2d, Dense, LinearLayer
+from lrp_ref.layers import Conv2d, Dense, LinearLayer, MaxPool2d
+from lrp_ref.rules import WinnerTakesAll
 
 try:  # tests/ as a package or as a plain directory on sys.path
     from . import nets
@@ -227,3 +229,41 @@ def test_shipped_cnn_layer_by_layer_against_the_reference(contrastive):
         assert_allclose(e.ledger.entries[i].absorbed, absorbed, rtol=1e-10, atol=1e-13)
     e.ledger.check_balance()
     e.ledger.check_conservation()
+
+
+# ----------------------------------------------------------------------------- recorded peer: TorchRay
+
+PEERS = Path(__file__).resolve().parent / "golden" / "beyond_lrp" / "mnist_cnn.h5"
+
+
+def peer_maps(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(x, target, recorded map, provenance) from scripts/record_beyond_lrp.py's file."""
+    model = L.load(WEIGHTS / "mnist_cnn.h5")
+    with h5py.File(PEERS, "r") as f:
+        samples, target, recorded, source = np.asarray(f["samples"]), np.asarray(f["target"]), np.asarray(f[name]), \
+            str(f.attrs[name])
+    with h5py.File(WEIGHTS / "mnist_samples.h5", "r") as f:
+        images = np.asarray(f["images"][samples.tolist()], dtype=np.float64)
+    return images[:, None] * model.metadata["input_scale"] + model.metadata["input_offset"], target, recorded, source
+
+
+def ties_first(model, composite):
+    """The composite's rules with max-pool ties routed to the first arg-max, as PyTorch's gradient does."""
+    return [WinnerTakesAll(ties="first") if isinstance(layer, MaxPool2d) else rule
+            for layer, rule in zip(model, composite.rules_for(model))]
+
+
+@pytest.mark.parametrize("contrastive", [False, True])
+def test_agrees_with_torchray_on_the_shipped_cnn(contrastive):
+    model = L.load(WEIGHTS / "mnist_cnn.h5")
+    x, target, recorded, source = peer_maps("cmwp" if contrastive else "mwp")
+    assert "TorchRay" in source
+    assert_array_equal(model.forward(x).argmax(axis=1), target)
+    start = np.zeros((len(x), 10))
+    start[np.arange(len(x)), target] = 1.0
+    rules = ties_first(model, composites.excitation_backprop(contrastive))
+    mine = L.explain(model, x, rules, output_relevance=start).relevance
+    assert_allclose(mine, recorded, rtol=1e-12, atol=1e-12 * np.abs(recorded).max())
+    # lrp_ref's default splits tied maxima evenly: on MNIST's saturated strokes that is a visible difference
+    split = explain_excitation(model, x, target, contrastive=contrastive).relevance
+    assert np.abs(split - recorded).max() > 1e-6 * np.abs(recorded).max()

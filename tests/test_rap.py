@@ -5,7 +5,8 @@
 * conservation: every layer boundary holds exactly f(x), biases included, nothing absorbed;
 * the sign split: the last hidden layer takes the sign of f(x); both signs appear below it;
 * fast == the message-tensor reference of tests/reference.py to rtol 1e-10 on dense, convolutional
-  (stride, padding, bias on and off) layers with mixed-sign and post-ReLU inputs, and on the shipped CNN.
+  (stride, padding, bias on and off) layers with mixed-sign and post-ReLU inputs, and on the shipped CNN;
+* the maps equal the authors' released code's (recorded by scripts/record_beyond_lrp.py) on ten digits.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from lrp_ref.rules import LRP0, ZBox, ZPlus
 try:  # tests/ as a package or as a plain directory on sys.path
     from . import nets
     from . import reference as ref
+    from .test_excitation import peer_maps, ties_first
     from .test_reference import _seed, assert_relevance_matches, layer_case, make_inputs
 except ImportError:
     import nets  # type: ignore[no-redef]
     import reference as ref  # type: ignore[no-redef]
+    from test_excitation import peer_maps, ties_first  # type: ignore[no-redef]
     from test_reference import _seed, assert_relevance_matches, layer_case, make_inputs  # type: ignore[no-redef]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -204,3 +207,17 @@ def test_shipped_cnn_layer_by_layer_against_the_reference():
         R_in, absorbed = ref.ref_beyond_lrp(e.rules[i], layer, a, R, matrices=(W, np.zeros(W.shape[1])))
         assert_allclose(e.layers[i], R_in, rtol=1e-10, atol=1e-13 * np.abs(R_in).max(), err_msg=f"layer {i}")
         assert_allclose(e.ledger.entries[i].absorbed, absorbed, atol=0)
+
+
+# ----------------------------------------------------------------------------- recorded peer: the authors' code
+
+
+def test_agrees_with_the_authors_code_on_the_shipped_cnn():
+    model = L.load(WEIGHTS / "mnist_cnn.h5")
+    x, target, recorded, source = peer_maps("rap")
+    assert "Relative_Attributing_Propagation" in source
+    mine = L.explain(model, x, ties_first(model, composites.rap()), target=target).relevance
+    assert_allclose(mine, recorded, rtol=1e-12, atol=1e-12 * np.abs(recorded).max())
+    # the sign split shows in the authors' maps too: relevant and irrelevant pixels in every digit
+    assert np.all((recorded > 0).reshape(len(x), -1).any(axis=1))
+    assert np.all((recorded < 0).reshape(len(x), -1).any(axis=1))
