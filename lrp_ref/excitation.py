@@ -51,6 +51,11 @@ read the c-MWP map at an intermediate layer and keep its positive part for
 display; :func:`explain_excitation` returns every layer's signed map
 (``Explanation.layers``) and can start the propagation at a chosen layer.
 
+**Checked against TorchRay** 1.0.0.2 (a PyTorch replication of the authors'
+Caffe code; ``scripts/record_beyond_lrp.py``): MWP and c-MWP agree to 1e-15 on
+ten digits of the shipped CNN, with max-pool ties routed to the first arg-max
+(TorchRay uses PyTorch's gradient there; lrp_ref's default splits ties evenly).
+
 **Non-negative activations only.**  MWP is a probability only if every
 ``a_j >= 0`` (ReLU outputs, pixels in [0, 1]).  Both rules refuse a layer input
 with negative values, naming the minimum found.
