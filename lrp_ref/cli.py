@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, True)
     p.add_argument("--input", required=True, help=inputs)
     rule_help = (f"NAME[:key=value,...] or FIRST+REST; rules: {', '.join(catalog.RULES)}; "
-                 f"composites: {', '.join(catalog.COMPOSITES)}; e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
+                 f"composites: {', '.join(catalog.COMPOSITES)}; methods: {', '.join(catalog.METHODS)}; "
+                 "e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")

@@ -71,3 +71,55 @@ def test_resnet_runs_both_methods():
         e = lrp_ref.explain(model, x, composite)
         e.ledger.check_balance()
         e.ledger.check_conservation()
+
+
+# ----------------------------------------------------------------------------- the README's section says what it measured
+
+
+def test_readme_block_runs_and_its_table_holds(monkeypatch):
+    import contextlib
+    import io
+    import re
+
+    import h5py
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if "explain_excitation" in b)
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), {})
+    assert re.fullmatch(r"MWP 0\.9910 \+ dropped 0\.0090 = 1; c-MWP \+0\.0013; RAP 11\.255264 = f\(x\) 11\.255264\n",
+                        out.getvalue())
+
+    # the table: 30 shipped digits, mnist_cnn
+    model = lrp_ref.load(CNN)
+    with h5py.File(ROOT / "weights" / "mnist_samples.h5", "r") as f:
+        x = np.asarray(f["images"], dtype=np.float64)[:, None] / 255.0
+    n, stroke, faint = len(x), x > 0.5, (x > 0) & (x <= 0.5)
+
+    def share(values, where):
+        return float(np.mean(np.where(where, values, 0).reshape(n, -1).sum(1) / values.reshape(n, -1).sum(1)))
+
+    from lrp_ref.excitation import explain_excitation
+
+    mwp = explain_excitation(model, x)
+    assert f"{100 * mwp.ledger.absorbed.mean():.1f}% dropped on average (at most {100 * mwp.ledger.absorbed.max():.1f}%)" \
+        in text
+    assert mwp.relevance.min() >= 0 and f"{100 * share(mwp.relevance, stroke):.0f}% of it on stroke pixels" in text
+    c = explain_excitation(model, x, contrastive=True).relevance
+    assert np.abs(c.reshape(n, -1).sum(1)).max() < 0.005
+    pos, neg = np.maximum(c, 0), -np.minimum(c, 0)
+    assert f"({100 * share(pos, stroke):.0f}% and {100 * share(neg, stroke):.0f}%)" in text
+    assert round(100 * pos.reshape(n, -1).sum(1).mean()) == round(100 * neg.reshape(n, -1).sum(1).mean()) == 5
+    rap = lrp_ref.explain(model, x, composites.rap())
+    r, lrp0 = rap.relevance, lrp_ref.explain(model, x, lrp_ref.rules.LRP0()).relevance
+    assert_allclose(r.reshape(n, -1).sum(1), rap.score, rtol=1e-14)
+    r_pos, r_neg = np.maximum(r, 0), -np.minimum(r, 0)
+    assert f"{100 * np.mean(r > 0):.0f}% of the pixels positive ({100 * share(r_pos, stroke):.0f}% of that mass" in text
+    assert f"{100 * np.mean(r < 0):.1f}% negative" in text and f"({100 * share(r_neg, faint):.0f}% of the negative" in text
+
+    def neg_over_pos(m):
+        return np.mean(-np.minimum(m, 0).reshape(n, -1).sum(1) / np.maximum(m, 0).reshape(n, -1).sum(1))
+
+    assert f"{100 * neg_over_pos(r):.0f}% of the positive (LRP-0: {100 * neg_over_pos(lrp0):.0f}%)" in text
