@@ -84,7 +84,8 @@ def test_readme_block_runs_and_its_table_holds(monkeypatch):
     import h5py
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if "explain_excitation" in b)
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    block = next(b for b in blocks if "explain_excitation" in b)
     monkeypatch.chdir(ROOT)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -104,8 +105,8 @@ def test_readme_block_runs_and_its_table_holds(monkeypatch):
     from lrp_ref.excitation import explain_excitation
 
     mwp = explain_excitation(model, x)
-    assert f"{100 * mwp.ledger.absorbed.mean():.1f}% dropped on average (at most {100 * mwp.ledger.absorbed.max():.1f}%)" \
-        in text
+    dropped = mwp.ledger.absorbed
+    assert f"{100 * dropped.mean():.1f}% dropped on average (at most {100 * dropped.max():.1f}%)" in text
     assert mwp.relevance.min() >= 0 and f"{100 * share(mwp.relevance, stroke):.0f}% of it on stroke pixels" in text
     c = explain_excitation(model, x, contrastive=True).relevance
     assert np.abs(c.reshape(n, -1).sum(1)).max() < 0.005
@@ -116,7 +117,8 @@ def test_readme_block_runs_and_its_table_holds(monkeypatch):
     r, lrp0 = rap.relevance, lrp_ref.explain(model, x, lrp_ref.rules.LRP0()).relevance
     assert_allclose(r.reshape(n, -1).sum(1), rap.score, rtol=1e-14)
     r_pos, r_neg = np.maximum(r, 0), -np.minimum(r, 0)
-    assert f"{100 * np.mean(r > 0):.0f}% of the pixels positive ({100 * share(r_pos, stroke):.0f}% of that mass" in text
+    positive = f"{100 * np.mean(r > 0):.0f}% of the pixels positive ({100 * share(r_pos, stroke):.0f}% of that mass"
+    assert positive in text
     assert f"{100 * np.mean(r < 0):.1f}% negative" in text and f"({100 * share(r_neg, faint):.0f}% of the negative" in text
 
     def neg_over_pos(m):
