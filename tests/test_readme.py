@@ -80,5 +80,5 @@ def test_graph_example_runs():
 
 
 def test_every_python_block_is_run_by_a_test():
-    # blocks 0-3 above; block 4 ("Beyond LRP") by tests/test_excitation_cli.py::test_readme_block_runs_and_its_table_holds
+    # blocks 0-3 above; block 4 ("Beyond LRP"): tests/test_excitation_cli.py::test_readme_block_runs_and_its_table_holds
     assert len(python_blocks()) == 5
