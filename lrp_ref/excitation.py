@@ -61,8 +61,9 @@ ten digits of the shipped CNN, with max-pool ties routed to the first arg-max
 with negative values, naming the minimum found.
 
 Reference: J. Zhang, Z. Lin, J. Brandt, X. Shen, S. Sclaroff, "Top-down
-Neural Attention by Excitation Backprop", ECCV 2016, Sec. 3 (eqs. 2-5, MWP;
-Sec. 3.3, c-MWP); journal version IJCV 126 (2018) 1084-1102.
+Neural Attention by Excitation Backprop", ECCV 2016, Sec. 3 (the
+probabilistic Winner-Take-All model and Excitation Backprop; contrastive
+top-down attention); journal version IJCV 126 (2018) 1084-1102.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class ExcitationBackprop(Rule):
     non-negative inputs (see the module docstring).  Bias: not used.
     Stabiliser: none; where ``sum_j a_j w_jk^+ = 0`` the probability of ``k``
     is dropped and booked as absorbed.  Refuses negative layer inputs.
-    Reference: Zhang et al. 2016 (ECCV), eqs. (2)-(5).
+    Reference: Zhang et al. 2016 (ECCV), Sec. 3 (Excitation Backprop).
     """
 
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
@@ -137,7 +138,7 @@ class ContrastiveExcitation(Rule):
     subtracted) plus whatever either map drops at a zero denominator, so that
     the ledger balances with ``sum_j P_c(a_j) = 0`` when nothing is dropped.
     Refuses negative layer inputs.
-    Reference: Zhang et al. 2016 (ECCV), Sec. 3.3.
+    Reference: Zhang et al. 2016 (ECCV), Sec. 3 (contrastive top-down attention).
     """
 
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:

@@ -78,6 +78,9 @@ received more than the average share: that is where the negative
 ``tests/golden/beyond_lrp/``): on ten digits of the shipped CNN the maps agree
 to 1e-15 of their maximum, with max-pool ties routed to the first arg-max as
 PyTorch's gradient does (lrp_ref's default splits tied maxima evenly).
+That check matters: this module was written without the paper's text at
+hand, from its description of the three steps, and the released code is
+what confirms the normalisations and the shift above, term by term.
 
 RAP fits lrp_ref's per-layer rule interface: its two streams are the
 positive and negative parts of one relevance tensor, separated and recombined
@@ -87,8 +90,8 @@ result.  So it runs through :func:`lrp_ref.explain` with the composite
 
 Reference: W.-J. Nam, S. Gur, J. Choi, L. Wolf, S.-W. Lee, "Relative
 Attributing Propagation: Interpreting the Comparative Contributions of
-Individual Units in Deep Neural Networks", AAAI 2020, Sec. 3
-(arXiv:1904.00605).
+Individual Units in Deep Neural Networks", AAAI 2020, the section
+"Relative Attributing Propagation" (arXiv:1904.00605 v4).
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class AbsoluteInfluence(Rule):
     .. math:: R_j = \sum_k \frac{|a_j w_{jk}|}{\sum_{j'} |a_{j'} w_{j'k}|} R_k
 
     Bias: not used.  Stabiliser: none; a unit without any contribution
-    absorbs its relevance.  Reference: Nam et al. 2020, Sec. 3 ("absolute
+    absorbs its relevance.  Reference: Nam et al. 2020 ("absolute
     influence normalisation"); see :mod:`lrp_ref.rap`.
     """
 
@@ -152,7 +155,7 @@ class RAP(Rule):
     Bias: not used.  Stabiliser: none; ``R+_k`` without positive or ``R-_k``
     without negative contributions is spread by the shift, and absorbed only
     if no unit of the layer receives a message.
-    Reference: Nam et al. 2020 (AAAI), Sec. 3.
+    Reference: Nam et al. 2020 (AAAI), "Relative Attributing Propagation".
     """
 
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
