@@ -4,7 +4,7 @@ Subcommands::
 
     lrp-ref info          --model M
     lrp-ref explain       --model M --input I --rule R [--target T | --start-at NODE --neuron K] --out DIR
-    lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
+    lrp-ref compare-rules --model M [--input I] [--target T] [--more] --out DIR
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
@@ -329,12 +329,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rule_comparison(model: Graph, x: Array, target: int | None) -> tuple[list[tuple[str, Explanation]], list[str]]:
-    """Every rule of the seed's comparison on ``model``: (label, explanation) per rule, and notes."""
+def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = False
+                     ) -> tuple[list[tuple[str, Explanation]], list[str]]:
+    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON): (label, explanation) per rule, notes."""
     runs: list[tuple[str, Explanation]] = []
     notes = []
-    progress = Progress(len(catalog.SEED_COMPARISON), "rules")
-    for label_text, spec in catalog.SEED_COMPARISON:
+    specs = catalog.SEED_COMPARISON + (catalog.MORE_COMPARISON if more else ())
+    progress = Progress(len(specs), "rules")
+    for label_text, spec in specs:
         rules = build_for_comparison(spec, model)
         if isinstance(rules, Composite) and (why := unused_parts(rules, model)) is not None:
             notes.append(f"note: {label_text} ({spec}): {why}")
@@ -362,7 +364,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                            f"{len(blocks[0][2].x)}")
         check_target(args.target, model, x)
         print(f"{Path(path).stem}: input: {inputs.description}" if len(paths) > 1 else f"input: {inputs.description}")
-        runs, notes = _rule_comparison(model, x, args.target)
+        runs, notes = _rule_comparison(model, x, args.target, args.more)
         print("\n".join(notes), end="\n" if notes else "")
         blocks.append((Path(path).stem, model, inputs, runs))
     inputs = blocks[0][2]
@@ -389,7 +391,11 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                              f"{_worst_residual(e, i):>19.2e}")
                 panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
-            groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
+            seed = len(catalog.SEED_COMPARISON)  # --more: the methods beyond LRP start a row of their own
+            groups.append((name if several else "", model_inputs.x[i], panels[:seed], caption if several else ""))
+            if panels[seed:]:
+                heading = f"{name}: beyond LRP" if several else "beyond LRP"
+                groups.append((heading, model_inputs.x[i], panels[seed:], ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
         if figures is not None:
             figures.write("\n".join(lines))
@@ -550,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, True)
     p.add_argument("--input", required=True, help=inputs)
     rule_help = (f"NAME[:key=value,...] or FIRST+REST; rules: {', '.join(catalog.RULES)}; "
-                 f"composites: {', '.join(catalog.COMPOSITES)}; e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
+                 f"composites: {', '.join(catalog.COMPOSITES)}; methods: {', '.join(catalog.METHODS)}; "
+                 "e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
@@ -563,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--also-model", action="append", metavar="MODEL",
                    help="another model explained on the same input, drawn as further rows (repeatable)")
+    p.add_argument("--more", action="store_true",
+                   help="add a row with Excitation Backprop (MWP, c-MWP) and RAP, methods beyond LRP's rules")
     p.add_argument("--scale", choices=viz.SCALES, default="panel",
                    help="colours of the heatmaps: 'panel' scales each to its own max|R| (default: the rules' "
                         "magnitudes differ by orders, and one scale would leave most maps blank), 'shared' uses one "

@@ -30,7 +30,8 @@ SITE = Path(os.environ.get("LRP_REF_DOCS_SITE", DOCS / "_build" / "html")).resol
 #: autodoc imports the module, and each imports its extra lazily, inside the functions)
 API_MODULES = [
     "lrp_ref.graph", "lrp_ref.layers", "lrp_ref.pooling", "lrp_ref.norm", "lrp_ref.merge",
-    "lrp_ref.rules", "lrp_ref.recipe", "lrp_ref.composites", "lrp_ref.profiles", "lrp_ref.catalog",
+    "lrp_ref.rules", "lrp_ref.recipe", "lrp_ref.excitation", "lrp_ref.rap", "lrp_ref.composites", "lrp_ref.profiles",
+    "lrp_ref.catalog",
     "lrp_ref.explain", "lrp_ref.ledger", "lrp_ref.canonize", "lrp_ref.io", "lrp_ref.torch_bridge",
     "lrp_ref.testing", "lrp_ref.ties", "lrp_ref.compare", "lrp_ref.vectors", "lrp_ref.viz", "lrp_ref.errors",
 ]
