@@ -52,8 +52,9 @@ def _model_arg(text: str) -> tuple[str, Path]:
 def models_to_serve(args: argparse.Namespace) -> tuple[dict[str, Path], Path | None]:
     """The models (name -> file) and the samples file for ``args``; a one-line :class:`CliError` if none."""
     weights = Path(args.weights) if args.weights else _default_weights()
-    if args.weights and not weights.is_dir():  # type: ignore[union-attr]
-        raise CliError(f"--weights {args.weights}: not a folder (expected the folder with {', '.join(SHIPPED.values())})")
+    if weights is not None and not weights.is_dir():
+        raise CliError(f"--weights {args.weights}: not a folder (expected the folder with "
+                       f"{', '.join(SHIPPED.values())})")
     models: dict[str, Path] = {}
     if weights is not None:
         models = {name: weights / f for name, f in SHIPPED.items() if (weights / f).is_file()}

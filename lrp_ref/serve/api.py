@@ -251,6 +251,9 @@ def image_array(image: Any, shape: tuple[int, int]) -> Array:
     expected = f"{h} rows of {w} raw pixel values 0..255 (a list of lists)"
     if not isinstance(image, list):
         raise RequestError(f"image: expected {expected}; found {_json_type(image)}")
+    if image and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in image):
+        raise RequestError(f"image: expected {expected}; found a flat list of {len(image)} numbers "
+                           f"(send it as {h} rows of {w})")
     if len(image) != h:
         raise RequestError(f"image: expected {expected}; found {len(image)} rows")
     for r, row in enumerate(image):
@@ -283,7 +286,7 @@ def _run(model: Graph, x: Array, rules: Rule | Composite, target: int | None, st
 
 
 def _floats(a: Array) -> list[Any]:
-    return np.asarray(a, dtype=np.float64).tolist()  # type: ignore[no-any-return]
+    return np.asarray(a, dtype=np.float64).tolist()
 
 
 def _layer_summary(t: int, name: str, R: Array) -> dict[str, Any]:

@@ -59,7 +59,7 @@ _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 
 
 def static_file(name: str) -> bytes:
     """A file of the page, read from the installed package (``lrp_ref/serve/static``)."""
-    return resources.files("lrp_ref.serve").joinpath("static", name).read_bytes()
+    return resources.files("lrp_ref.serve").joinpath("static").joinpath(name).read_bytes()
 
 
 class DemoServer(ThreadingHTTPServer):
@@ -75,7 +75,7 @@ class DemoServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         shown = host if isinstance(host, str) else host.decode()
-        shown = "127.0.0.1" if shown == "0.0.0.0" else shown  # noqa: S104 - only how the URL is printed
+        shown = "127.0.0.1" if shown == "0.0.0.0" else shown
         return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
@@ -112,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         log.warning("%s %s -> %d: %s", self.command, self.path, status, one_line)
         self._json(status, {"error": one_line}, close)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
     # ------------------------------------------------------------------ routes
