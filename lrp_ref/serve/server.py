@@ -66,6 +66,9 @@ class DemoServer(ThreadingHTTPServer):
     """A :class:`ThreadingHTTPServer` that carries the :class:`~.api.Demo` it serves."""
 
     daemon_threads = True  # a request in progress does not keep the process alive after shutdown
+    # connections waiting to be accepted: the page opens several at once (one request per rule); with the
+    # default of 5 the kernel drops the surplus and the browser retries only after a second
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], demo: Demo) -> None:
         self.demo = demo

@@ -16,7 +16,9 @@ const THROTTLE_MS = 60;   // at most one update per this interval while drawing
 const state = {
   models: [], rules: [], samples: [],
   model: null,            // model name
-  image: null,            // 28 x 28 raw values, what is explained
+  image: null,            // 28 x 28 raw values, what is explained next
+  explainedImage: null,   // the image the shown results belong to
+  drawPending: false,     // a stroke waits for its update
   source: null,           // "drawing" or "sample K"
   target: null,           // null: the predicted class
   rule: null,             // the rule inspected in sections 4 and 5
@@ -216,8 +218,10 @@ let throttle = null;
 function drawingChanged(now) {
   if (throttle !== null && !now) return;
   clearTimeout(throttle);
+  state.drawPending = true;
   throttle = setTimeout(() => {
     throttle = null;
+    state.drawPending = false;
     const rows = mnistImage();
     if (rows === null) return;
     state.image = rows;
@@ -265,8 +269,8 @@ async function getJSON(path) {
   return body;
 }
 
-async function explainOne(rule, layer) {
-  const body = {model: state.model, image: state.image, rule, target: state.target};
+async function explainOne(rule, layer, image) {
+  const body = {model: state.model, image: image || state.explainedImage, rule, target: state.target};
   if (layer !== null && layer !== undefined) body.layer = layer;
   const response = await fetch("/api/explain", {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
@@ -302,8 +306,10 @@ async function runUpdate() {
 async function update() {
   if (!state.image) return;
   const t0 = performance.now();
-  const answers = await Promise.all(state.rules.map((r) => explainOne(r.name, r.name === state.rule ? state.layer : null)));
+  const image = state.image;
+  const answers = await Promise.all(state.rules.map((r) => explainOne(r.name, r.name === state.rule ? state.layer : null, image)));
   state.lastUpdateMs = performance.now() - t0;
+  state.explainedImage = image;
   state.results = {};
   answers.forEach((a) => { state.results[a.rule] = a; });
   const inspected = state.results[state.rule];
@@ -375,7 +381,7 @@ function renderHeatmaps() {
     const own = maxAbs(a.relevance.flat());
     const scale = state.scale === "shared" ? shared : own;
     const canvas = el("canvas", {width: SIDE, height: SIDE, "aria-hidden": "true"});
-    paintHeatmap(canvas, a.relevance, scale, state.outline ? state.image : null);
+    paintHeatmap(canvas, a.relevance, scale, state.outline ? state.explainedImage : null);
     const sum = a.relevance.flat().reduce((x, y) => x + y, 0);
     const selected = a.rule === state.rule;
     const button = el("button", {
