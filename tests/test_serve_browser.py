@@ -115,6 +115,15 @@ def post(server: Any, body: dict[str, Any]) -> Any:
         return json.loads(response.read())
 
 
+def full_page_screenshot(driver: Any, path: Path) -> None:
+    """The whole page (the window made as tall as the page, up to 4000 px), then the window as before."""
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], min(int(height) + 140, 4000))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(size["width"], size["height"])
+
+
 def test_the_page_in_headless_chromium(server, browser, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -184,7 +193,7 @@ def test_the_page_in_headless_chromium(server, browser, tmp_path):
     WebDriverWait(driver, TIMEOUT).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#layer-detail figure.channel")) == 16)
     assert driver.find_elements(By.CSS_SELECTOR, "#ledger .ledger-row:not(.head)")  # the ledger is drawn
-    driver.save_screenshot(str(tmp_path / "serve_cnn.png"))
+    full_page_screenshot(driver, tmp_path / "serve_cnn.png")
 
     # another model
     Select(driver.find_element(By.ID, "model")).select_by_value("resnet")
@@ -193,7 +202,7 @@ def test_the_page_in_headless_chromium(server, browser, tmp_path):
     assert len(driver.find_elements(By.CSS_SELECTOR, "#layers button.layer")) > 20
 
     shot = tmp_path / "serve_resnet.png"
-    driver.save_screenshot(str(shot))
+    full_page_screenshot(driver, shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshots: {tmp_path / 'serve_cnn.png'}, {shot}")
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

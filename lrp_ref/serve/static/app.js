@@ -128,7 +128,7 @@ function el(tag, attrs = {}, children = []) {
 // ------------------------------------------------------------------ the drawing pad and MNIST preprocessing
 
 const pad = $("pad");
-const padCtx = pad.getContext("2d");
+const padCtx = pad.getContext("2d", {willReadFrequently: true});
 let drawing = false, last = null, hasStrokes = false;
 
 function clearPad() {
