@@ -11,6 +11,26 @@ tested) apart from the transport:
   refuses anything malformed with a :class:`RequestError` (one line naming
   what was expected and what was found), and returns the JSON-ready answer.
 
+Request (JSON object; ``model``, ``image`` and ``rule`` are required)::
+
+    model            a name from GET /api/models ("cnn", "mlp", "resnet", or one added with --model)
+    image            28 rows of 28 raw pixel values 0..255 (numbers; fractions allowed)
+    rule             a rule specification as lrp-ref takes it (GET /api/rules lists the page's nine,
+                     those of compare-rules; any catalog specification such as "epsilon:epsilon=0.1" works)
+    target           the class to explain, or null for the predicted one
+    layer            optional boundary index t (0 the input, i + 1 the output of node i): the answer then
+                     also holds that boundary's full relevance ("layer_relevance")
+    start_at, neuron, channel, start_relevance
+                     optional: passed on to lrp_ref.explain to start the sweep inside the model
+
+Answer::
+
+    prediction, target, scores (logits), probabilities (softmax), score (the start relevance f(x)),
+    relevance (28 x 28), layers (per boundary: index, name, shape, sum, positive, negative, max_abs,
+    channels = per-channel sums or null), ledger (start, input_relevance, absorbed, balanced, entries:
+    index, layer, rule, r_out, r_in, absorbed, residual), note (why a composite is not what its name
+    says on this model, or null), rule, label, model
+
 The image is explained exactly as received: 28 x 28 raw pixel values 0..255,
 mapped to model inputs by the model's own ``input_scale``/``input_offset``
 (as the command line does).  The MNIST-style preprocessing of a drawing (fit

@@ -88,6 +88,7 @@ class Handler(BaseHTTPRequestHandler):
     server: DemoServer
     server_version = "lrp_ref-serve"
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a connection may stay silent (a body that never comes does not hold a thread forever)
 
     # ------------------------------------------------------------------ replies
 
@@ -160,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} {self.path}: expected GET for the page and "
                                                    "the lists, POST /api/explain", close=True)
 
-    do_PUT = do_DELETE = do_PATCH = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def _drain(self) -> None:
         """Read and drop a body nobody will use, so that the connection stays in step."""

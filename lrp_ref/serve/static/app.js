@@ -388,16 +388,21 @@ function renderHeatmaps() {
       type: "button", class: `heatmap${selected ? " selected" : ""}`, "aria-pressed": String(selected),
       "data-rule": a.rule,
       "aria-label": `${state.rules[i].label}: sum of relevance ${fmt(sum)}, f(x) ${fmt(a.score)}, ` +
-                    `max |R| ${fmt(own)}. Press to inspect this rule layer by layer.`,
+                    `max |R| ${fmt(own)}.${a.note ? " Note: " + a.note : ""} Press to inspect this rule layer by layer.`,
       onclick: () => { state.rule = a.rule; state.layer = null; state.layerDetail = null; render(); },
     }, [canvas, el("span", {class: "caption"}, [
       el("span", {class: "rule-name", text: state.rules[i].label}),
       el("span", {class: "numbers", text: `\u03a3R = ${fmt(sum)}`}),
       el("span", {class: "numbers", text: `max|R| = ${fmt(own)}`}),
     ])]);
-    if (a.note) button.title = a.note;
+    if (a.note) {
+      button.title = a.note;
+      button.querySelector(".rule-name").append(el("span", {class: "note-mark", text: " *", "aria-hidden": "true"}));
+    }
     box.append(button);
   });
+  const notes = $("notes");
+  notes.replaceChildren(...answers.filter((a) => a.note).map((a) => el("li", {text: `* ${ruleLabel(a.rule)}: ${a.note}`})));
   $("cb-low").textContent = state.scale === "shared" ? `\u2212${fmt(shared)}` : "\u2212max|R|";
   $("cb-high").textContent = state.scale === "shared" ? `+${fmt(shared)}` : "+max|R|";
   $("scale-note").textContent = state.scale === "shared"
