@@ -204,6 +204,9 @@ class Demo:
         start = {name: _start_value(name, body[name]) for name in START_FIELDS if body.get(name) is not None}
         x = preprocess(raw.reshape(1, *entry.model.metadata["input_shape"]), entry.model)
         e = _run(entry.model, x, rules, target, start)
+        if layer is not None and layer >= len(e.layers):
+            raise RequestError(f"layer {layer} lies above the start of the sweep (start_at={body['start_at']!r}); "
+                               f"expected a boundary 0..{len(e.layers) - 1}")
         return describe(entry, spec, self._rules.get(spec, spec), e, note, layer)
 
     def _model(self, name: Any) -> ModelEntry:
@@ -241,28 +244,54 @@ def _optional_int(value: Any, name: str) -> int | None:
     return value
 
 
+def _flat(value: Any) -> list[Any]:
+    """The leaves of nested JSON arrays (a ragged nesting keeps its inner lists as leaves, refused below)."""
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _flat(item)]
+    return [value]
+
+
 def _start_value(name: str, value: Any) -> Any:
-    """A start field as :func:`lrp_ref.explain` takes it: a node index or name, an index tuple, an array."""
+    """A start field as :func:`lrp_ref.explain` takes it (one sample; the batch axis is added here).
+
+    ``start_at``: a node index or name.  ``channel``: an int.  ``neuron``: a
+    flat index (int), an index tuple (array of ints) or a boolean mask
+    (nested arrays of true/false of the node's output shape).
+    ``start_relevance``: nested arrays of finite numbers of the node's output
+    shape.  :func:`lrp_ref.explain` checks the ranges and shapes.
+    """
     if name == "start_at":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise RequestError(f"start_at must be a node index or name; found {_json_type(value)}")
         return value
     if name == "channel":
         return _optional_int(value, name)
-    if isinstance(value, list):
-        arr = np.asarray(value, dtype=object)
-        flat = list(arr.ravel()) if arr.dtype == object else [value]
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in flat):
-            raise RequestError(f"{name} must hold numbers; found {_short(value)}")
-        if name == "neuron":
-            return tuple(int(v) for v in value) if all(isinstance(v, int) for v in flat) else np.asarray(value)
-        numbers = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(numbers)):
-            raise RequestError(f"{name} must be finite; found NaN or infinity")
-        return numbers
     if name == "neuron":
-        return _optional_int(value, name)
-    raise RequestError(f"{name} must be an array of numbers; found {_json_type(value)}")
+        if not isinstance(value, list):
+            return _optional_int(value, name)
+        leaves = _flat(value)
+        if leaves and all(isinstance(v, bool) for v in leaves):
+            return _rectangular(value, name, bool)
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not value or not ints:
+            raise RequestError(f"neuron must be a flat index, an array of ints (an index tuple such as [5, 2, 2]) "
+                               f"or a boolean mask; found {_short(value)}")
+        return tuple(value)
+    leaves = _flat(value) if isinstance(value, list) else [value]
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in leaves):
+        raise RequestError(f"{name} must be nested arrays of numbers (the start node's output shape); "
+                           f"found {_short(value)}")
+    numbers = _rectangular(value, name, np.float64)
+    if not np.all(np.isfinite(numbers)):
+        raise RequestError(f"{name} must hold finite numbers; found NaN or infinity")
+    return numbers[None]  # one sample: (1, *shape)
+
+
+def _rectangular(value: list[Any], name: str, dtype: Any) -> Array:
+    try:
+        return np.array(value, dtype=dtype)
+    except ValueError:
+        raise RequestError(f"{name}: the nested arrays are ragged (rows of different lengths)") from None
 
 
 def image_array(image: Any, shape: tuple[int, int]) -> Array:
@@ -353,6 +382,8 @@ def describe(entry: ModelEntry, spec: str, label: str, e: Explanation, note: str
                          "residual": float(b.residual[0])} for b in ledger.entries],
         },
         "note": note,
+        "start_at": getattr(e, "start_at", None),
+        "explained": getattr(e, "description", "the model output"),
     }
     if layer is not None:
         R = e.layers[layer][0]
