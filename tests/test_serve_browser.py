@@ -191,8 +191,21 @@ def test_the_page_in_headless_chromium(server, browser, tmp_path):
     # press a layer: its channels appear (the CNN's first convolution has 16)
     driver.find_element(By.CSS_SELECTOR, '#layers button[data-layer="1"]').click()
     WebDriverWait(driver, TIMEOUT).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#layer-detail figure.channel")) == 16)
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#layer-detail .channel")) == 16)
     assert driver.find_elements(By.CSS_SELECTOR, "#ledger .ledger-row:not(.head)")  # the ledger is drawn
+
+    # explain a channel of that layer instead of a class (where lrp_ref.explain takes start_at)
+    if driver.execute_script("return window.lrpDemo.canStart"):
+        driver.find_element(By.CSS_SELECTOR, '#layer-detail button[data-channel="3"]').click()
+        state = wait_for_update(driver, state["updates"])
+        answer = post(server, {"model": "cnn", "image": state["image"], "rule": "lrp0", "start_at": 0, "channel": 3})
+        assert_allclose(np.array(state["results"]["lrp0"]["relevance"]), np.array(answer["relevance"]), rtol=0, atol=0)
+        assert all(v["target"] is None for v in state["results"].values())
+        assert driver.find_element(By.ID, "start-banner").is_displayed()
+        driver.find_element(By.ID, "start-clear").click()
+        state = wait_for_update(driver, state["updates"])
+        assert all(v["target"] == other for v in state["results"].values())  # the class explained before
+        assert not driver.find_element(By.ID, "start-banner").is_displayed()
     full_page_screenshot(driver, tmp_path / "serve_cnn.png")
 
     # another model

@@ -164,7 +164,9 @@ class Demo:
     # ------------------------------------------------------------------ GET endpoints
 
     def describe_models(self) -> dict[str, Any]:
-        return {"models": [entry.describe() for entry in self.models.values()]}
+        # start_at: whether this lrp_ref can start the sweep inside a model (the page offers it only then)
+        return {"models": [entry.describe() for entry in self.models.values()],
+                "start_at": "start_at" in inspect.signature(explain).parameters}
 
     def describe_rules(self) -> dict[str, Any]:
         return {"rules": [{"name": spec, "label": label} for label, spec in RULES]}

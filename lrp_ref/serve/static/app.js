@@ -21,6 +21,8 @@ const state = {
   drawPending: false,     // a stroke waits for its update
   source: null,           // "drawing" or "sample K"
   target: null,           // null: the predicted class
+  start: null,            // null, or where the sweep starts inside the model: {start_at, channel | neuron, text}
+  canStart: false,        // the server's lrp_ref.explain takes start_at
   rule: null,             // the rule inspected in sections 4 and 5
   layer: null,            // the boundary whose channels are shown
   scale: "panel",
@@ -271,6 +273,12 @@ async function getJSON(path) {
 
 async function explainOne(rule, layer, image) {
   const body = {model: state.model, image: image || state.explainedImage, rule, target: state.target};
+  if (state.start) {  // the seed's recipe: one neuron (or channel) of a hidden layer, all others zero
+    body.target = null;
+    body.start_at = state.start.start_at;
+    if (state.start.channel !== undefined) body.channel = state.start.channel;
+    else body.neuron = state.start.neuron;
+  }
   if (layer !== null && layer !== undefined) body.layer = layer;
   const response = await fetch("/api/explain", {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
@@ -307,6 +315,7 @@ async function update() {
   if (!state.image) return;
   const t0 = performance.now();
   const image = state.image;
+  if (state.start && state.layer !== null && state.layer > state.start.start_at + 1) state.layer = null;
   const answers = await Promise.all(state.rules.map((r) => explainOne(r.name, r.name === state.rule ? state.layer : null, image)));
   state.lastUpdateMs = performance.now() - t0;
   state.explainedImage = image;
@@ -340,10 +349,11 @@ function render() {
   renderLedger();
   const sample = state.source && state.source.startsWith("sample") ? state.source : "your drawing";
   const label = state.sampleLabel !== undefined && state.source.startsWith("sample") ? `, labelled ${state.sampleLabel}` : "";
-  const explained = first.target === first.prediction ? "the predicted class" : `class ${className(first.target)}`;
+  const explained = state.start ? `${state.start.text} (its activation, all others zero)`
+    : first.target === first.prediction ? "the predicted class" : `class ${className(first.target)}`;
   setStatus(`Prediction for ${sample}${label}: ${className(first.prediction)} ` +
             `(${Math.round(100 * first.probabilities[first.prediction])}%). Explaining ${explained}, ` +
-            `f(x) = ${fmt(first.score)}.`);
+            `${state.start ? "start relevance" : "f(x)"} = ${fmt(first.score)}.`);
   $("prediction-value") && ($("prediction-value").textContent = className(first.prediction));
 }
 
@@ -364,12 +374,12 @@ function renderScores(answer) {
       "aria-pressed": String(isTarget), "data-class": String(k),
       "aria-label": `class ${className(k)}: score ${fmt(score)}, probability ${Math.round(100 * answer.probabilities[k])}%` +
                     `${isPredicted ? ", predicted" : ""}${isTarget ? ", explained" : ""}. Press to explain class ${className(k)}.`,
-      onclick: () => { state.target = k; requestUpdate(); },
+      onclick: () => { state.target = k; setStart(null); requestUpdate(); },
     }, [el("span", {class: "cls", text: className(k)}), el("span", {class: "bar"}, [zero, fill]),
         el("span", {class: "val", text: fmt(score)})]);
     box.append(button);
   });
-  $("predicted").disabled = state.target === null;
+  $("predicted").disabled = state.target === null && !state.start;
 }
 
 function renderHeatmaps() {
@@ -420,13 +430,14 @@ function renderLayers() {
   $("layers-rule").textContent = ruleLabel(state.rule);
   const list = $("layers");
   list.replaceChildren();
-  const top = Math.abs(answer.score) || 1;
+  const biggest = Math.abs(answer.score) || 1;
   [...answer.layers].reverse().forEach((layer) => {
     const selected = layer.index === state.layer;
     const share = el("span", {class: "share"});
-    share.style.width = `${Math.min(100, (100 * Math.abs(layer.sum)) / top)}%`;
+    share.style.width = `${Math.min(100, (100 * Math.abs(layer.sum)) / biggest)}%`;
     share.classList.add(layer.sum >= 0 ? "up" : "down");
-    const name = layer.index === answer.layers.length - 1 ? `${layer.name} (output, start)` : layer.name;
+    const top = layer.index === answer.layers.length - 1;
+    const name = top ? `${layer.name} (${state.start ? "the start" : "output, start"})` : layer.name;
     const button = el("button", {
       type: "button", class: `layer${selected ? " selected" : ""}`, "aria-pressed": String(selected),
       "data-layer": String(layer.index),
@@ -470,11 +481,24 @@ function renderLayerDetail() {
     box.append(el("p", {class: "hint", text: `${detail.shape[0]} channels, one colour scale for all (\u00b1${fmt(scale)}); ` +
                                                 "the number is each channel's \u03a3R."}));
     const grid = el("div", {class: "channels", role: "list"});
+    const startable = state.canStart && detail.index > 0;
+    if (startable) {
+      box.append(el("p", {class: "hint", text: "Press a channel to explain it instead of a class: the sweep then starts " +
+                                                "from that channel's activations, all other neurons zero."}));
+    }
     values.forEach((channel, c) => {
       const canvas = el("canvas", {"aria-hidden": "true"});
       paintHeatmap(canvas, channel, scale, null);
-      grid.append(el("figure", {class: "channel", role: "listitem", "aria-label": `channel ${c}: sum ${fmt(sums[c])}`},
-                     [canvas, el("figcaption", {text: `${c}: ${fmt(sums[c])}`})]));
+      const caption = el("figcaption", {text: `${c}: ${fmt(sums[c])}`});
+      const chosen = state.start && state.start.start_at === detail.index - 1 && state.start.channel === c;
+      const item = startable
+        ? el("button", {type: "button", class: `channel${chosen ? " selected" : ""}`, "data-channel": String(c),
+                        "aria-pressed": String(Boolean(chosen)),
+                        "aria-label": `channel ${c}: sum ${fmt(sums[c])}. Press to explain this channel.`,
+                        onclick: () => startFrom(detail, {channel: c}, `channel ${c} of ${detail.name}`)},
+                 [canvas, caption])
+        : el("figure", {class: "channel", "aria-label": `channel ${c}: sum ${fmt(sums[c])}`}, [canvas, caption]);
+      grid.append(el("div", {role: "listitem"}, [item]));
     });
     box.append(grid);
   } else {  // a vector: one bar per unit
@@ -496,14 +520,46 @@ function renderLayerDetail() {
     if (flat.length <= 20) {
       box.append(el("p", {class: "hint", text: flat.map((v, i) => `${i}: ${fmt(v)}`).join("   ")}));
     }
+    if (state.canStart && detail.index > 0) {  // explain one unit: click the bars or type its number
+      const input = el("input", {type: "number", id: "unit", min: "0", max: String(flat.length - 1), value: "0"});
+      const go = () => {
+        const k = Math.max(0, Math.min(flat.length - 1, Math.round(Number(input.value) || 0)));
+        startFrom(detail, {neuron: k}, `unit ${k} of ${detail.name}`);
+      };
+      canvas.addEventListener("click", (event) => {
+        const rect = canvas.getBoundingClientRect();
+        input.value = String(Math.floor(((event.clientX - rect.left) / rect.width) * flat.length));
+        go();
+      });
+      canvas.classList.add("clickable");
+      box.append(el("div", {class: "row unit-row"}, [
+        el("label", {for: "unit", text: "Unit"}), input,
+        el("button", {type: "button", id: "unit-go", onclick: go, text: "Explain this unit"}),
+        el("span", {class: "hint", text: "(or click a bar): the sweep starts from that unit's activation"}),
+      ]));
+    }
   }
+}
+
+function setStart(start) {
+  state.start = start;
+  const banner = $("start-banner");
+  banner.hidden = !start;
+  $("start-text").textContent = start ? start.text : "";
+}
+
+function startFrom(detail, selection, text) {
+  state.layer = detail.index;  // keep showing this boundary: only the chosen neurons carry relevance there now
+  setStart({start_at: detail.index - 1, ...selection, text});
+  requestUpdate();
 }
 
 function renderLedger() {
   const answer = state.results[state.rule];
   const ledger = answer.ledger;
   const f = ledger.start;
-  $("conservation").textContent = `${ruleLabel(state.rule)}: f(x) = ${fmt(f)} = relevance at the input ` +
+  const startName = state.start ? "start relevance" : "f(x)";
+  $("conservation").textContent = `${ruleLabel(state.rule)}: ${startName} = ${fmt(f)} = relevance at the input ` +
     `${fmt(ledger.input_relevance)} + absorbed ${fmt(ledger.absorbed)}` +
     (ledger.balanced ? "  \u2713 every layer balances" : "  \u2717 a layer does not balance");
   const box = $("ledger");
@@ -577,6 +633,7 @@ async function init() {
     const [models, rules, samples] = await Promise.all([getJSON("/api/models"), getJSON("/api/rules"),
                                                          getJSON("/api/samples")]);
     state.models = models.models; state.rules = rules.rules; state.samples = samples.samples;
+    state.canStart = Boolean(models.start_at);
   } catch (err) {
     setStatus(`Cannot reach the lrp-ref server: ${err.message || err}`, true);
     document.body.dataset.state = "error";
@@ -587,7 +644,7 @@ async function init() {
   const select = $("model");
   for (const m of state.models) select.append(el("option", {value: m.name, text: `${m.name} (${m.file.split("/").pop()})`}));
   select.addEventListener("change", () => {
-    state.model = select.value; state.layer = null; state.layerDetail = null; state.target = null;
+    state.model = select.value; state.layer = null; state.layerDetail = null; state.target = null; setStart(null);
     showModelInfo(); requestUpdate();
   });
   showModelInfo();
@@ -599,7 +656,8 @@ async function init() {
     $("conservation").textContent = "";
     setStatus("Draw a digit on the black pad, or pick an MNIST digit.");
   });
-  $("predicted").addEventListener("click", () => { state.target = null; requestUpdate(); });
+  $("predicted").addEventListener("click", () => { state.target = null; setStart(null); requestUpdate(); });
+  $("start-clear").addEventListener("click", () => { setStart(null); requestUpdate(); });
   for (const radio of document.querySelectorAll("input[name=scale]")) {
     radio.addEventListener("change", () => { state.scale = radio.value; if (state.updates) renderHeatmaps(); });
   }
