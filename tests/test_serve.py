@@ -194,6 +194,17 @@ def test_explain_other_models_with_a_target_and_a_layer(server, name):
         check_ledger(answer)
 
 
+def test_models_by_file_name_rules_by_label_and_a_blank_image(server):
+    label, spec = RULES[3]
+    blank = np.zeros((28, 28))
+    status, answer = request(server, "/api/explain", {"model": "mnist_cnn", "image": blank.tolist(), "rule": label})
+    assert status == 200, answer
+    assert answer["model"] == "cnn" and answer["rule"] == spec
+    e = local("cnn", blank, spec)
+    assert_allclose(np.array(answer["relevance"]), e.relevance[0, 0], rtol=1e-12, atol=1e-15)
+    check_ledger(answer)
+
+
 def test_probabilities_are_the_softmax_of_the_scores(server):
     status, answer = request(server, "/api/explain", {"model": "cnn", "image": IMAGES[12].tolist(), "rule": "lrp0"})
     assert status == 200
@@ -259,6 +270,7 @@ BAD = {
     "bool pixel": (with_pixel("true"), "a boolean"),
     "above 255": (with_pixel("300"), "found 300"),
     "negative": (with_pixel("-1"), "0..255"),
+    "scaled to [0, 1]": (with_(image=(IMAGES[0] / 255).tolist()), "every value lies in [0, 1]"),
     "unknown rule": (with_(rule="lrp-zero"), "unknown rule"),
     "rule not a string": (with_(rule=3), "rule must be a string"),
     "bad rule parameter": (with_(rule="epsilon:epsilon=-1"), "epsilon"),

@@ -212,13 +212,19 @@ class Demo:
         return describe(entry, spec, self._rules.get(spec, spec), e, note, layer)
 
     def _model(self, name: Any) -> ModelEntry:
-        if not isinstance(name, str) or name not in self.models:
-            raise RequestError(f"unknown model {name!r}; expected one of: {', '.join(self.models)}")
-        return self.models[name]
+        """A model by its name, or by its file's stem (``mnist_cnn`` for ``cnn``)."""
+        if isinstance(name, str):
+            if name in self.models:
+                return self.models[name]
+            for entry in self.models.values():
+                if name == entry.path.stem:
+                    return entry
+        raise RequestError(f"unknown model {name!r}; expected one of: {', '.join(self.models)}")
 
     def _rule(self, spec: Any, model: Graph) -> tuple[str, Rule | Composite, str | None]:
         if not isinstance(spec, str):
             raise RequestError(f"rule must be a string such as {RULES[0][1]!r}; found {_json_type(spec)}")
+        spec = {label: name for label, name in RULES}.get(spec, spec)  # a label of GET /api/rules names its rule
         try:
             rules = catalog.from_spec(spec, bounds(model))
         except LrpRefError as exc:
@@ -319,7 +325,11 @@ def image_array(image: Any, shape: tuple[int, int]) -> Array:
                 raise RequestError(f"image[{r}][{c}]: expected a finite number 0..255; found {v}")
             if not RAW_LOW <= v <= RAW_HIGH:
                 raise RequestError(f"image[{r}][{c}]: expected a raw pixel value 0..255; found {v}")
-    return np.asarray(image, dtype=np.float64)
+    arr = np.asarray(image, dtype=np.float64)
+    if 0 < arr.max() <= 1:  # as the command line: data scaled to [0, 1] is not silently taken as a dark image
+        raise RequestError(f"image: every value lies in [0, 1] (largest {arr.max():g}); expected raw pixel values "
+                           "0..255: multiply data scaled to [0, 1] by 255")
+    return arr
 
 
 def _run(model: Graph, x: Array, rules: Rule | Composite, target: int | None, start: dict[str, Any]) -> Explanation:

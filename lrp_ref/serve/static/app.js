@@ -10,7 +10,7 @@
 const PAD = 280;          // drawing pad resolution (CSS and canvas pixels)
 const SIDE = 28;          // model input side
 const BOX = 20;           // MNIST fits each digit's bounding box into 20 x 20
-const BRUSH = 22;         // brush diameter on the pad, soft-edged (MNIST strokes are 2-3 px wide at 28 x 28)
+const BRUSH = 26;         // brush diameter on the pad, soft-edged (MNIST strokes are 2-3 px wide at 28 x 28)
 const THROTTLE_MS = 60;   // at most one update per this interval while drawing
 
 const state = {
