@@ -316,11 +316,19 @@ async function update() {
   const t0 = performance.now();
   const image = state.image;
   if (state.start && state.layer !== null && state.layer > state.start.start_at + 1) state.layer = null;
-  const answers = await Promise.all(state.rules.map((r) => explainOne(r.name, r.name === state.rule ? state.layer : null, image)));
+  const settled = await Promise.allSettled(
+    state.rules.map((r) => explainOne(r.name, r.name === state.rule ? state.layer : null, image)));
+  const failed = settled.filter((x) => x.status === "rejected");
+  if (failed.length === settled.length) throw failed[0].reason;  // nothing to show: say why
   state.lastUpdateMs = performance.now() - t0;
   state.explainedImage = image;
   state.results = {};
-  answers.forEach((a) => { state.results[a.rule] = a; });
+  state.ruleErrors = {};
+  settled.forEach((x, i) => {
+    if (x.status === "fulfilled") state.results[x.value.rule] = x.value;
+    else state.ruleErrors[state.rules[i].name] = String(x.reason.message || x.reason);
+  });
+  if (!state.results[state.rule]) state.rule = Object.keys(state.results)[0];  // a rule that could not run
   const inspected = state.results[state.rule];
   state.layerDetail = inspected && inspected.layer_relevance ? inspected.layer_relevance : null;
   state.updates += 1;
@@ -341,7 +349,7 @@ function className(k) {
 }
 
 function render() {
-  const first = state.results[state.rules[0].name];
+  const first = state.results[state.rule];
   if (!first) return;
   renderScores(first);
   renderHeatmaps();
@@ -385,9 +393,15 @@ function renderScores(answer) {
 function renderHeatmaps() {
   const box = $("heatmaps");
   const answers = state.rules.map((r) => state.results[r.name]);
-  const shared = Math.max(...answers.map((a) => maxAbs(a.relevance.flat())));
+  const shared = Math.max(...answers.filter(Boolean).map((a) => maxAbs(a.relevance.flat())));
   box.replaceChildren();
   answers.forEach((a, i) => {
+    if (!a) {  // this rule could not explain this input (the server said why)
+      const why = (state.ruleErrors || {})[state.rules[i].name] || "no answer";
+      box.append(el("div", {class: "heatmap failed", role: "note"}, [
+        el("span", {class: "rule-name", text: state.rules[i].label}), el("span", {class: "numbers", text: why})]));
+      return;
+    }
     const own = maxAbs(a.relevance.flat());
     const scale = state.scale === "shared" ? shared : own;
     const canvas = el("canvas", {width: SIDE, height: SIDE, "aria-hidden": "true"});
