@@ -29,6 +29,8 @@ const state = {
   outline: true,
   results: {},            // rule -> last answer of /api/explain
   layerDetail: null,
+  sampleLabel: null,      // the label of the shipped digit shown
+  ruleErrors: {},         // rule -> why it could not explain this input
   updates: 0,
   lastUpdateMs: null,
   error: null,
@@ -356,13 +358,12 @@ function render() {
   renderLayers();
   renderLedger();
   const sample = state.source && state.source.startsWith("sample") ? state.source : "your drawing";
-  const label = state.sampleLabel !== undefined && state.source.startsWith("sample") ? `, labelled ${state.sampleLabel}` : "";
+  const label = state.sampleLabel !== null && state.source.startsWith("sample") ? `, labelled ${state.sampleLabel}` : "";
   const explained = state.start ? `${state.start.text} (its activation, all others zero)`
     : first.target === first.prediction ? "the predicted class" : `class ${className(first.target)}`;
   setStatus(`Prediction for ${sample}${label}: ${className(first.prediction)} ` +
             `(${Math.round(100 * first.probabilities[first.prediction])}%). Explaining ${explained}, ` +
             `${state.start ? "start relevance" : "f(x)"} = ${fmt(first.score)}.`);
-  $("prediction-value") && ($("prediction-value").textContent = className(first.prediction));
 }
 
 function renderScores(answer) {
