@@ -9,6 +9,7 @@ Subcommands::
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
+    lrp-ref serve         [--host H] [--port P] [--model [NAME=]PATH]   (the web demo)
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -52,6 +53,7 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from ._cli_serve import add_serve
 from ._cli_start import add_start_options, start_kwargs
 from .canonize import canonize
 from .compare import compare
@@ -518,7 +520,7 @@ class _Parser(argparse.ArgumentParser):
         if "--input-range: expected one argument" in message:
             message += " (for a negative LOW write --input-range=-1,1)"
         if "required: command" in message:
-            message = "a command is required: info, explain, compare-rules, check, vectors or compare"
+            message = "a command is required: info, explain, compare-rules, check, vectors, compare or serve"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -604,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
     p.set_defaults(run=cmd_check_file)
+
+    add_serve(sub)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
