@@ -4,11 +4,12 @@ Subcommands::
 
     lrp-ref info          --model M
     lrp-ref explain       --model M --input I --rule R [--target T | --start-at NODE --neuron K] --out DIR
-    lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
+    lrp-ref compare-rules --model M [--input I] [--target T] [--more] --out DIR
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
+    lrp-ref serve         [--host H] [--port P] [--model [NAME=]PATH]   (the web demo)
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -52,6 +53,7 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from ._cli_serve import add_serve
 from ._cli_start import add_start_options, start_kwargs
 from .canonize import canonize
 from .compare import compare
@@ -329,12 +331,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rule_comparison(model: Graph, x: Array, target: int | None) -> tuple[list[tuple[str, Explanation]], list[str]]:
-    """Every rule of the seed's comparison on ``model``: (label, explanation) per rule, and notes."""
+def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = False
+                     ) -> tuple[list[tuple[str, Explanation]], list[str]]:
+    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON): (label, explanation) per rule, notes."""
     runs: list[tuple[str, Explanation]] = []
     notes = []
-    progress = Progress(len(catalog.SEED_COMPARISON), "rules")
-    for label_text, spec in catalog.SEED_COMPARISON:
+    specs = catalog.SEED_COMPARISON + (catalog.MORE_COMPARISON if more else ())
+    progress = Progress(len(specs), "rules")
+    for label_text, spec in specs:
         rules = build_for_comparison(spec, model)
         if isinstance(rules, Composite) and (why := unused_parts(rules, model)) is not None:
             notes.append(f"note: {label_text} ({spec}): {why}")
@@ -362,7 +366,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                            f"{len(blocks[0][2].x)}")
         check_target(args.target, model, x)
         print(f"{Path(path).stem}: input: {inputs.description}" if len(paths) > 1 else f"input: {inputs.description}")
-        runs, notes = _rule_comparison(model, x, args.target)
+        runs, notes = _rule_comparison(model, x, args.target, args.more)
         print("\n".join(notes), end="\n" if notes else "")
         blocks.append((Path(path).stem, model, inputs, runs))
     inputs = blocks[0][2]
@@ -389,7 +393,11 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                              f"{_worst_residual(e, i):>19.2e}")
                 panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
-            groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
+            seed = len(catalog.SEED_COMPARISON)  # --more: the methods beyond LRP start a row of their own
+            groups.append((name if several else "", model_inputs.x[i], panels[:seed], caption if several else ""))
+            if panels[seed:]:
+                heading = f"{name}: beyond LRP" if several else "beyond LRP"
+                groups.append((heading, model_inputs.x[i], panels[seed:], ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
         if figures is not None:
             figures.write("\n".join(lines))
@@ -512,7 +520,7 @@ class _Parser(argparse.ArgumentParser):
         if "--input-range: expected one argument" in message:
             message += " (for a negative LOW write --input-range=-1,1)"
         if "required: command" in message:
-            message = "a command is required: info, explain, compare-rules, check, vectors or compare"
+            message = "a command is required: info, explain, compare-rules, check, vectors, compare or serve"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -550,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, True)
     p.add_argument("--input", required=True, help=inputs)
     rule_help = (f"NAME[:key=value,...] or FIRST+REST; rules: {', '.join(catalog.RULES)}; "
-                 f"composites: {', '.join(catalog.COMPOSITES)}; e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
+                 f"composites: {', '.join(catalog.COMPOSITES)}; methods: {', '.join(catalog.METHODS)}; "
+                 "e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
@@ -563,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--also-model", action="append", metavar="MODEL",
                    help="another model explained on the same input, drawn as further rows (repeatable)")
+    p.add_argument("--more", action="store_true",
+                   help="add a row with Excitation Backprop (MWP, c-MWP) and RAP, methods beyond LRP's rules")
     p.add_argument("--scale", choices=viz.SCALES, default="panel",
                    help="colours of the heatmaps: 'panel' scales each to its own max|R| (default: the rules' "
                         "magnitudes differ by orders, and one scale would leave most maps blank), 'shared' uses one "
@@ -595,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
     p.set_defaults(run=cmd_check_file)
+
+    add_serve(sub)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
