@@ -165,7 +165,7 @@ def _read(onnx: Any, source: Any) -> tuple[Any, str]:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ModelFormatError(f"{_SOURCE}: {label}: not a valid ONNX model (truncated or corrupt?): {first}") from None
+        raise ModelFormatError(f"{_SOURCE}: {label}: not a valid ONNX model (onnx.checker: {first})") from None
     return model, label
 
 
