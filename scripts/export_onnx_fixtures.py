@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -101,17 +102,19 @@ def shipped(name: str) -> nn.Module:
 
 def export(model: nn.Module, x: Any, path: Path, dynamo: bool, opset: int | None = None,
            dynamic_batch: bool = False, **kwargs: Any) -> None:
-    """torch.onnx.export into one file (no external data), quietly."""
+    """torch.onnx.export into one file (no external data unless ``external_data=True``), quietly."""
     options: dict[str, Any] = {"dynamo": dynamo, "input_names": ["x"], "output_names": ["y"], **kwargs}
     if opset is not None:
         options["opset_version"] = opset
     if dynamo:
-        options["external_data"] = False
+        options.setdefault("external_data", False)
         if dynamic_batch:
             options["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}
     elif dynamic_batch:
         options["dynamic_axes"] = {"x": {0: "N"}, "y": {0: "N"}}
-    with redirect_stdout(io.StringIO()):
+    # the exporters print progress and warn about their own internals (deprecations): not ours to fix
+    with redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), str(path), **options)
 
 
