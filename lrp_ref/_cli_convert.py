@@ -250,7 +250,8 @@ def _from_state_dict(source: Path, args: argparse.Namespace) -> tuple[Graph, _Re
     matrices = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
     options = {"num_classes": int(matrices[-1].shape[0])} if matrices else {}
     try:
-        net = getattr(torchvision.models, args.arch)(weights=None, **options)
+        # float64 before loading: float32 weights are copied exactly, float64 ones are not rounded
+        net = getattr(torchvision.models, args.arch)(weights=None, **options).double()
         net.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]

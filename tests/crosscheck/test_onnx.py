@@ -10,6 +10,9 @@ Runs in the cross-check environment (torch, torchvision, onnx, onnxscript, onnxr
   balances.  ONNX Runtime has no float64 convolution on the CPU, so it is the reference for the
   float32 exports: the imported float32 file (computed in float64) equals ONNX Runtime's output
   to 1e-5 relative.
+* ``lrp-ref convert`` of a torchvision state dict (``--arch resnet18``) and of a live export checks the
+  forward against torch / ONNX Runtime and writes a model whose forward is torch's (1e-10); a pickled
+  module instead of a state dict is refused (``torch.load(weights_only=True)``).
 * scripts/export_onnx_fixtures.py re-exports every committed fixture: torch's output and gradient
   are the recorded ones (1e-12), and ONNX Runtime agrees with the committed float32 file.
 """
@@ -37,6 +40,7 @@ from test_torchvision import MEAN, STD, TARGET, random_model  # noqa: E402
 
 import lrp_ref  # noqa: E402
 from lrp_ref import rules as R  # noqa: E402
+from lrp_ref.cli import main  # noqa: E402
 from lrp_ref.layers import LinearLayer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +138,40 @@ def test_onnxruntime_agrees_with_the_float32_fixture() -> None:
     z = lrp_ref.from_onnx(path).forward(x.astype(np.float32).astype(np.float64))
     p = np.exp(z - z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(p / p.sum(axis=1, keepdims=True), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_convert_a_torchvision_state_dict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    net = random_model("resnet18")
+    torch.save(net.state_dict(), tmp_path / "resnet18.pt")
+    out_path = tmp_path / "resnet18.h5"
+    code = main(["convert", str(tmp_path / "resnet18.pt"), str(out_path), "--arch", "resnet18", "--input-shape",
+                 "3,64,64"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "lrp_ref vs torch" in out and "(identical): ok" in out
+    model = lrp_ref.load(out_path)
+    assert model.metadata["input_shape"] == (3, 64, 64)
+    x = (np.random.default_rng(5).uniform(size=(2, 3, 64, 64)) - MEAN) / STD
+    with torch.no_grad():
+        expected = net(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    # a pickled module is not read: torch.load(weights_only=True) refuses to run its code
+    torch.save(net, tmp_path / "module.pt")
+    code = main(["convert", str(tmp_path / "module.pt"), str(tmp_path / "m.h5"), "--arch", "resnet18"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "torch.load(weights_only=True) cannot read it" in err and len(err.strip().splitlines()) == 1
+    code = main(["convert", str(tmp_path / "resnet18.pt"), str(tmp_path / "v.h5"), "--arch", "vgg11_bn"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "does not fit torchvision's vgg11_bn" in err
+    code = main(["convert", str(tmp_path / "resnet18.pt"), str(tmp_path / "v.h5"), "--arch", "resnet19"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "not a torchvision architecture (did you mean resnet18" in err
+
+
+def test_convert_a_live_export_against_onnxruntime(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "resnet18_32.onnx"
+    fixtures.export(random_model("resnet18").float(), torch.zeros(2, 3, 64, 64), path, dynamo=True)
+    code = main(["convert", str(path), str(tmp_path / "r.h5")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "lrp_ref vs onnxruntime" in out and "(float32)" in out
