@@ -79,5 +79,15 @@ def test_graph_example_runs():
     assert_allclose(namespace["R_fc"], e.layers[-2], rtol=1e-12)  # type: ignore[attr-defined]
 
 
+def test_onnx_example_runs(monkeypatch):
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(ROOT)
+    namespace, printed = run_block(python_blocks()[4])
+    lines = printed.splitlines()
+    assert "producer pytorch 2.13.0+cpu; opset 20" in lines[0]
+    assert float(lines[1]) < 1e-12
+    assert namespace["e"].relevance.shape == (2, 1, 28, 28)  # type: ignore[attr-defined]
+
+
 def test_every_python_block_is_run_by_a_test():
-    assert len(python_blocks()) == 4
+    assert len(python_blocks()) == 5
