@@ -159,6 +159,12 @@ def _constant_of_shape(shape: Array, attrs: dict[str, Any]) -> Array:
     return np.full(dims, fill[0], dtype=fill.dtype)
 
 
+def _range(start: Array, limit: Array, delta: Array) -> Array:
+    if float(delta) == 0 or (float(limit) - float(start)) / float(delta) > MAX_CONSTANT:
+        raise ConstantError(f"Range({start}, {limit}, {delta}) is empty-stepped or too long")
+    return np.arange(start, limit, delta).astype(np.result_type(start, limit, delta))
+
+
 # each entry: (inputs, attributes) -> output; inputs may hold None for an omitted optional input
 _OPS: dict[str, Callable[[list[Any], dict[str, Any]], Array]] = {
     "Constant": lambda x, at: _constant_node(at),
@@ -181,7 +187,7 @@ _OPS: dict[str, Callable[[list[Any], dict[str, Any]], Array]] = {
     "Equal": lambda x, at: np.asarray(x[0] == x[1]),
     "Where": lambda x, at: np.asarray(np.where(x[0], x[1], x[2])),
     "ConstantOfShape": lambda x, at: _constant_of_shape(x[0], at),
-    "Range": lambda x, at: np.arange(x[0], x[1], x[2]).astype(np.result_type(x[0], x[1], x[2])),
+    "Range": lambda x, at: _range(x[0], x[1], x[2]),
     "Size": lambda x, at: np.asarray(x[0].size, dtype=np.int64),
 }
 

@@ -129,7 +129,12 @@ def from_onnx(path_or_model: Any, dtype: DTypeLike = np.float64, input_shape: An
     importer.run(inputs[0].name, shape, graph)
     meta = {"input_shape": shape, "imported_from": f"ONNX ({label}; producer {model.producer_name or 'unknown'} "
                                                     f"{model.producer_version}; opset {opset})".replace(" )", ")")}
-    return importer.builder.build(graph.output[0].name, meta)
+    try:
+        return importer.builder.build(graph.output[0].name, meta)
+    except ModelFormatError:
+        raise
+    except LrpRefError as exc:  # the nodes do not make a graph (e.g. a computed tensor that feeds nothing)
+        raise ModelFormatError(f"{_SOURCE}: {label}: {' '.join(str(exc).split())}") from None
 
 
 # ----------------------------------------------------------------------------- the file
@@ -161,6 +166,11 @@ def _read(onnx: Any, source: Any) -> tuple[Any, str]:
         raise ArgumentError(f"from_onnx takes a path or an onnx.ModelProto; got {type(source).__name__}")
     if not model.HasField("graph") or not model.graph.node:
         raise ModelFormatError(f"{_SOURCE}: {label}: not an ONNX model, or a truncated one (no graph nodes)")
+    g = model.graph
+    names = [*(n.name for n in g.node), *(t for n in g.node for t in (*n.input, *n.output)),
+             *(v.name for v in (*g.input, *g.output, *g.initializer))]
+    if not all(isinstance(name, str) for name in names):
+        raise ModelFormatError(f"{_SOURCE}: {label}: holds a name that is not valid UTF-8 (a corrupt file?)")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError

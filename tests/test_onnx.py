@@ -380,3 +380,35 @@ def test_symbolic_input_size_needs_input_shape():
     x = x_of(1, 9, 7)
     assert_allclose(ours.forward(x), reference_forward(m, x), rtol=1e-10, atol=1e-12)
     assert ours.metadata["input_shape"] == (1, 9, 7)
+
+
+def test_corrupted_files_import_or_raise_model_format_error(tmp_path: Path):
+    # bytes changed or cut anywhere: either a model (a changed weight) or a one-line ModelFormatError, nothing else
+    fixtures = Path(__file__).parent / "fixtures" / "onnx"
+    sources = [(fixtures / f"{name}.onnx").read_bytes() for name in ("options_torchscript", "options_dynamo")]
+    rng = np.random.default_rng(7)
+    outcomes = {"model": 0, "refused": 0}
+    for i in range(120):
+        data = bytearray(sources[i % 2])
+        if i % 3 == 0:
+            data = data[: int(rng.integers(len(data)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):  # the graph's structure is in the first few kilobytes
+                data[int(rng.integers(3000 if i % 3 == 1 else len(data)))] ^= 1 << int(rng.integers(8))
+        path = tmp_path / f"m{i}.onnx"
+        path.write_bytes(bytes(data))
+        try:
+            L.from_onnx(path)
+            outcomes["model"] += 1
+        except L.ModelFormatError as exc:
+            assert "\n" not in str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 40 and outcomes["model"] > 10, outcomes
+
+
+def test_softmax_must_end_the_model_and_other_activations_are_refused():
+    nodes = [node("Gemm", ["x", "W"], ["h"], transB=1), node("Softmax", ["h"], ["s"], axis=1, name="sm"),
+             node("Gemm", ["s", "W2"], ["y"], transB=1, name="after")]
+    refused(model(nodes, {"W": w(4, 5), "W2": w(3, 4)}, (5,)), r"node 'after' \(Gemm\): follows the softmax")
+    nodes = [node("Gemm", ["x", "W"], ["h"], transB=1), node("LogSoftmax", ["h"], ["y"], axis=1, name="ls")]
+    refused(model(nodes, {"W": w(4, 5)}, (5,)), r"node 'ls' \(LogSoftmax\): operator LogSoftmax is not supported")
