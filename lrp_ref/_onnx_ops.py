@@ -162,7 +162,7 @@ def _constant_of_shape(shape: Array, attrs: dict[str, Any]) -> Array:
 def _range(start: Array, limit: Array, delta: Array) -> Array:
     if float(delta) == 0 or (float(limit) - float(start)) / float(delta) > MAX_CONSTANT:
         raise ConstantError(f"Range({start}, {limit}, {delta}) is empty-stepped or too long")
-    return np.arange(start, limit, delta).astype(np.result_type(start, limit, delta))
+    return np.arange(start.item(), limit.item(), delta.item()).astype(np.result_type(start, limit, delta))
 
 
 # each entry: (inputs, attributes) -> output; inputs may hold None for an omitted optional input
