@@ -412,3 +412,23 @@ def test_softmax_must_end_the_model_and_other_activations_are_refused():
     refused(model(nodes, {"W": w(4, 5), "W2": w(3, 4)}, (5,)), r"node 'after' \(Gemm\): follows the softmax")
     nodes = [node("Gemm", ["x", "W"], ["h"], transB=1), node("LogSoftmax", ["h"], ["y"], axis=1, name="ls")]
     refused(model(nodes, {"W": w(4, 5)}, (5,)), r"node 'ls' \(LogSoftmax\): operator LogSoftmax is not supported")
+
+
+def test_shape_arithmetic_with_slice_mul_div_cast_and_squeeze():
+    # target = Concat(Slice(Shape(x), 0, 1), Unsqueeze(Cast(Div(Mul(Mul(C, H), W) * 2, 2)))) = (N, C*H*W)
+    nodes = [node("Conv", ["x", "W"], ["c"]), node("Shape", ["c"], ["s"]),
+             node("Slice", ["s", "zero", "one"], ["n"]),
+             node("Gather", ["s", "i1"], ["ch"], axis=0), node("Gather", ["s", "i2"], ["h"], axis=0),
+             node("Gather", ["s", "i3"], ["wd"], axis=0), node("Mul", ["ch", "h"], ["chh"]),
+             node("Mul", ["chh", "wd"], ["size"]), node("Mul", ["size", "two"], ["size2"]),
+             node("Div", ["size2", "two"], ["size1"]), node("Cast", ["size1"], ["size_f"], to=TensorProto.FLOAT),
+             node("Cast", ["size_f"], ["size_i"], to=TensorProto.INT64), node("Unsqueeze", ["size_i", "zero"], ["u"]),
+             node("Squeeze", ["u", "zero"], ["sq"]), node("Unsqueeze", ["sq", "zero"], ["rest"]),
+             node("Concat", ["n", "rest"], ["target"], axis=0), node("Reshape", ["c", "target"], ["f"]),
+             node("Gemm", ["f", "Wh"], ["y"], transB=1)]
+    inits = {"W": w(3, 2, 3, 3), "Wh": w(4, 3 * 4 * 4), "two": np.array(2, np.int64),
+             **{k: np.array(v, np.int64) for k, v in (("zero", [0]), ("one", [1]))},
+             **{f"i{k}": np.array(k, np.int64) for k in (1, 2, 3)}}
+    x = x_of(2, 6, 6, n=3)
+    ours = check_forward(model(nodes, inits, (2, 6, 6), opset=13), x)
+    assert [type(layer).__name__ for layer in ours] == ["Conv2d", "Flatten", "Dense"]
