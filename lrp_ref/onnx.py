@@ -211,8 +211,10 @@ def _input_shape(onnx: Any, value: Any, given: Any, label: str) -> tuple[tuple[i
         raise ModelFormatError(f"{where}: expected a shape (N, ...); found none")
     batch = dims[0]
     if given is not None:
+        if isinstance(given, (str, bytes)) or not all(isinstance(n, (int, np.integer)) and n > 0 for n in given):
+            raise ArgumentError(f"from_onnx input_shape must be positive ints, e.g. (3, 224, 224); got {given!r}")
         shape = tuple(int(n) for n in given)
-        fixed = [n for n in dims[1:]]
+        fixed = dims[1:]
         if len(shape) != len(fixed) or any(f is not None and f != s for f, s in zip(fixed, shape)):
             raise ModelFormatError(f"{where}: input_shape {shape} does not fit the file's (N, "
                                    f"{', '.join('?' if n is None else str(n) for n in fixed)})")
@@ -253,7 +255,9 @@ class _Importer:
             if node.domain not in ("", "ai.onnx"):
                 raise self.builder.refuse(where, f"operator {node.domain}.{node.op_type} of a custom domain is not "
                                                  f"supported; supported: {', '.join(SUPPORTED_OPS)}")
-            if node.output and node.output[0] in self.fused:
+            if not node.output or not node.output[0]:
+                raise self.builder.refuse(where, "has no output")
+            if node.output[0] in self.fused:
                 continue
             attrs = ops.attributes(node)
             computed = [t for t in node.input if t and t in self.shapes]

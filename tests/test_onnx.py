@@ -380,6 +380,10 @@ def test_symbolic_input_size_needs_input_shape():
     x = x_of(1, 9, 7)
     assert_allclose(ours.forward(x), reference_forward(m, x), rtol=1e-10, atol=1e-12)
     assert ours.metadata["input_shape"] == (1, 9, 7)
+    with pytest.raises(L.ModelFormatError, match=r"input_shape \(2, 9, 7\) does not fit the file's \(N, 1, \?, \?\)"):
+        L.from_onnx(m, input_shape=(2, 9, 7))
+    with pytest.raises(L.ArgumentError, match="input_shape must be positive ints"):
+        L.from_onnx(m, input_shape=(1, 0, 7))
 
 
 def test_corrupted_files_import_or_raise_model_format_error(tmp_path: Path):
