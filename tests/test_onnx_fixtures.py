@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
-from onnx_nets import check_lrp0
+from onnx_nets import check_lrp0  # noqa: E402
 
-import lrp_ref as L
+import lrp_ref as L  # noqa: E402
 
-FOLDER = Path(__file__).parent / "fixtures" / "onnx"
+FOLDER = FIXTURES_DIR = Path(__file__).parent / "fixtures" / "onnx"
 NAMES = sorted(p.stem for p in FOLDER.glob("*.onnx"))
 #: what each file must import to (node count checks that nothing was skipped or duplicated)
 KINDS = {"mnist_cnn": L.Sequential, "mnist_resnet": L.Graph, "options_torchscript": L.Graph,
@@ -68,6 +68,8 @@ def test_lrp0_equals_torch_gradient_times_input(name):
 def test_the_shipped_models_import_to_their_own_layers():
     # the ONNX export of weights/mnist_cnn.h5 imports to the same layers with the same weights
     cnn, _ = fixture("mnist_cnn")
+    proto = onnx.load(FIXTURES_DIR / "mnist_cnn.onnx")
+    assert len(proto.graph.input) == 9 and len(proto.graph.initializer) == 8  # initializers listed as inputs
     shipped = L.load(Path(__file__).parents[1] / "weights" / "mnist_cnn.h5")
     assert [layer.describe() for layer in cnn] == [layer.describe() for layer in shipped]
     for ours, theirs in zip(cnn, shipped):
