@@ -112,6 +112,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if reference.softmax:
             ours = np.exp(ours - ours.max(axis=1, keepdims=True))
             ours = ours / ours.sum(axis=1, keepdims=True)
+        print(f"  running {reference.name.split(' (')[0]} on {len(x)} sample(s)...", flush=True)
         theirs = reference.forward(x)
         rtol = max(reference.rtol, 1e-5 if args.dtype == "float32" else 0.0)
         ok = _report(f"lrp_ref vs {reference.name}{' (after softmax)' if reference.softmax else ''}", ours, theirs,
