@@ -139,7 +139,7 @@ class GraphBuilder:
         computed = self.resolve(output, f"output {output!r}")
         if computed != self.nodes[-1].name:
             raise self.error(f"{self.source}: the model's output is {computed!r}, not its last operation "
-                                      f"{self.nodes[-1].name!r}; lrp_ref explains one output tensor")
+                             f"{self.nodes[-1].name!r}; lrp_ref explains one output tensor")
         meta = dict(metadata or {})
         if self.notes:
             meta["import_notes"] = list(self.notes)
