@@ -48,6 +48,25 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _metadata_item(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``: a number, comma-separated numbers (a per-channel vector), else text; class_names a list."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. input_scale=0.0039; got {text!r}")
+    key, value = key.strip(), value.strip()
+    if key == "class_names":
+        return key, [name.strip() for name in value.split(",")]
+    if key == "input_shape":
+        return key, _shape(value)
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        return key, value
+    if len(numbers) > 1:
+        return key, np.array(numbers)
+    return key, int(numbers[0]) if value.lstrip("+-").isdigit() else numbers[0]
+
+
 def add_convert(sub: Any) -> None:
     """Register ``convert`` on the subparsers ``sub`` of ``lrp-ref``."""
     p = sub.add_parser("convert", help="write an ONNX file or a torchvision state dict (.pt) as an lrp_ref model, "
@@ -59,6 +78,10 @@ def add_convert(sub: Any) -> None:
     p.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                    help="one sample's input shape: for a state dict (default 3,224,224) or an ONNX file with "
                         "symbolic sizes")
+    p.add_argument("--set", action="append", default=[], type=_metadata_item, metavar="KEY=VALUE", dest="metadata",
+                   help="metadata to store (repeatable): input_scale=0.0039 with input_offset=0 (model input = raw * "
+                        "input_scale + input_offset), input_low=0, input_high=1, class_names=cat,dog, ...; numbers "
+                        "and comma-separated numbers become numbers, anything else text")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="dtype of the written model")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input of the forward check (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
@@ -99,6 +122,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise CliError(f"--arch {args.arch}: only for a PyTorch state dict (.pt); {source} is not one")
         model, reference = _from_file(source, args)
     model = model.astype(args.dtype)
+    if args.metadata:  # checked by lrp_ref.save, which writes nothing if an entry breaks its rules
+        model = _with_metadata(model, dict(args.metadata))
     print_model(f"{source} (converted)", model)
     shape = tuple(model.metadata["input_shape"])
     rng = np.random.default_rng(args.seed)

@@ -57,6 +57,27 @@ def test_convert_onnx_writes_the_model_and_checks_its_forward(capsys, tmp_path, 
         assert "softmax" in written.metadata["import_notes"]
 
 
+def test_convert_with_preprocessing_explains_like_the_shipped_model(capsys, tmp_path):
+    # the ONNX export of weights/mnist_cnn.h5, given the shipped model's preprocessing, explains a digit as it does
+    out_path = tmp_path / "cnn.h5"
+    code, _, err = cli(capsys, "convert", FIXTURES / "mnist_cnn.onnx", out_path,
+                       "--set", "input_scale=0.00392156862745098", "--set", "input_offset=0",
+                       "--set", "input_low=0", "--set", "input_high=1",
+                       "--set", "class_names=" + ",".join(map(str, range(10))), "--set", "dataset=MNIST")
+    assert code == 0, err
+    converted = L.load(out_path)
+    assert converted.metadata["class_names"][3] == "3" and converted.metadata["dataset"] == "MNIST"
+    for path, folder in ((out_path, "a"), (ROOT / "weights" / "mnist_cnn.h5", "b")):
+        code, _, err = cli(capsys, "explain", "--model", path, "--input", "sample:3", "--samples", SAMPLES,
+                           "--rule", "epsilon_gamma_box", "--out", tmp_path / folder)
+        assert code == 0, err
+    assert_allclose(np.load(tmp_path / "a" / "relevance.npy"), np.load(tmp_path / "b" / "relevance.npy"),
+                    rtol=1e-10, atol=1e-12)
+    code, _, err = cli(capsys, "convert", FIXTURES / "mnist_cnn.onnx", tmp_path / "c.h5", "--set", "input_scale=2")
+    assert "'input_scale' and 'input_offset' go together" in one_line_error(err, code)
+    assert not (tmp_path / "c.h5").exists()
+
+
 def test_convert_float32_and_overwrite(capsys, tmp_path):
     out_path = tmp_path / "cnn.h5"
     assert cli(capsys, "convert", FIXTURES / "mnist_cnn.onnx", out_path, "--dtype", "float32")[0] == 0
