@@ -11,7 +11,7 @@
 #   import.  Its wheel's C operators do not register beside the CPU torch, so a plain
 #   `import torchvision` fails ("operator torchvision::nms does not exist"):
 #   tests/crosscheck/tolerant_torchvision.py imports it despite them (conftest.py calls it).
-# * onnx and onnxscript serve torch.onnx.export (tests/crosscheck/test_onnx.py and
+# * onnx and onnxscript serve torch.onnx.export (tests/crosscheck/test_onnx_export.py and
 #   scripts/export_onnx_fixtures.py); onnxruntime is the forward reference of the float32 exports.
 #   None of them depends on torch.
 set -euo pipefail
