@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from . import __version__, catalog, io, profiles, vectors, viz
+from . import __version__, _cli_dtd, catalog, io, profiles, vectors, viz
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -543,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
     p.set_defaults(run=cmd_check_file)
+
+    _cli_dtd.add_parser(sub, common)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
