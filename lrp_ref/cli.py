@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from . import __version__, _cli_dtd, catalog, io, profiles, vectors, viz
+from . import __version__, _cli_dtd, _cli_evaluate, catalog, io, profiles, vectors, viz
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -545,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_check_file)
 
     _cli_dtd.add_parser(sub, common)
+    _cli_evaluate.add_parser(sub, common)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
