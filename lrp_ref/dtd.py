@@ -459,15 +459,19 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevanc
         failures.append(Failure("root_behind", f"the root lies behind a (t = {t:.4g} < 0): the search climbs "
                                                "the function instead of descending to its zero level"))
     root = a - t * d.v
+    # rounding of the layer's sums, in relevance units: a neuron with a tiny z_k has a large c_k
+    sums = float(np.sum(np.abs(w * a)) + abs(t) * np.sum(np.abs(w * d.v)))
+    noise = 1e-12 * abs(c) * (sums + abs(b) * (1 + abs(t * d.bias)) + abs(d.stabilizer) * (1 + abs(t)))
+    tol = 1e-10 * abs(relevance) + noise
     value_at_root = c * max(0.0, float(line(np.array([t]))[0]))
-    if value_at_root > 1e-10 * abs(relevance):
+    if value_at_root > tol:
         failures.append(Failure("not_a_root", f"R̂_k(ã) = {value_at_root:.4g}, not 0"))
     # linearity along the segment from the root to a (the relevance model with its ReLU)
     s = np.linspace(0.0, 1.0, 17)
     model_values = c * np.maximum(0.0, line(t * (1 - s)))
     chord = value_at_root + s * (relevance - value_at_root)
     bend = float(np.max(np.abs(model_values - chord)))
-    if bend > 1e-10 * abs(relevance):
+    if bend > tol:
         failures.append(Failure("not_linear", f"R̂_k departs from a straight line by {bend:.3g} between the root "
                                               "and a: the ReLU's kink is crossed"))
     # the gradient at the root, on the side of a: the layer's adjoint of the one-hot, times c_k and the ReLU slope
