@@ -125,7 +125,7 @@ def save_figure(checks: Sequence[dtd.TaylorCheck], path: Path, title: str) -> Pa
     from .viz import _require_viz
 
     plt = _require_viz("the DTD figure")
-    fig, axes = plt.subplots(len(checks), 2, figsize=(10, 3.1 * len(checks) + 0.6), squeeze=False,
+    fig, axes = plt.subplots(len(checks), 2, figsize=(10, 2.7 * len(checks) + 0.6), squeeze=False,
                              gridspec_kw={"width_ratios": [1.5, 1]})
     for (left, right), c in zip(axes, checks):
         e = c.expansion
@@ -142,6 +142,14 @@ def save_figure(checks: Sequence[dtd.TaylorCheck], path: Path, title: str) -> Pa
                       label="tangent at the root")
             left.plot([e.t], [e.value_at_root], "o", color="C3", ms=7)
             left.annotate("root ã", (e.t, e.value_at_root), textcoords="offset points", xytext=(6, -14), fontsize=8)
+        if e.root is not None:
+            domain = {"relu": "a >= 0", "box": "l <= a <= h", "real": "R^d"}[e.direction.domain]
+            outside = any(f.kind == "outside_domain" for f in c.failures)
+            field = e.root[np.abs(e.weights) > 0]
+            left.text(0.02, 0.04, f"t = {e.t:.4g};  root entries in the receptive field: {field.min():.3g} .. "
+                                  f"{field.max():.3g}\ndomain {domain}: {'NOT met' if outside else 'met'}",
+                      transform=left.transAxes, fontsize=7.5, va="bottom",
+                      bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
         left.plot([0], [e.relevance], "s", color="C0", ms=7)
         left.annotate("a (R_k)", (0, e.relevance), textcoords="offset points", xytext=(6, 4), fontsize=8)
         left.set_xlabel("t  (point a - t v)", fontsize=8)
@@ -159,12 +167,12 @@ def save_figure(checks: Sequence[dtd.TaylorCheck], path: Path, title: str) -> Pa
         right.set_xlabel("rule's message R_{j<-k}", fontsize=8)
         right.set_ylabel("Taylor term at the root", fontsize=8)
         status = "ok" if c.ok else ", ".join(dict.fromkeys(f.kind for f in c.failures))
-        right.set_title(f"max |term - message| = {c.max_error:.1e}: {status}", fontsize=9)
+        right.set_title(f"max |term - message| = {c.max_error:.1e}\n{status}", fontsize=9)
         right.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

@@ -18,8 +18,9 @@ Baselines: ``"zero"`` (the model input 0), ``"mean"`` (each image's mean, per
 channel), ``"dataset-mean"`` (the mean image of the samples given) and
 ``"blur"`` (the image smoothed by :func:`scipy.ndimage.gaussian_filter`), or an
 array broadcastable to the batch.  Ties in a ranking (a map that is zero on
-several patches) are broken at random with the seed, so a map that ranks
-nothing (all patches equal) is flipped in random order; the result counts
+several patches) are broken by one random key per patch, drawn from the seed
+and shared by all methods (so equal maps give equal curves); a map that ranks
+nothing (all patches equal) is flipped in random order, and the result counts
 such samples (``unranked``).  Everything is reproducible from ``seed``.
 """
 
@@ -196,10 +197,10 @@ def patch_scores(relevance: Any, patch: int) -> Array:
     return R.sum(axis=1).reshape(n, h // patch, patch, w // patch, patch).sum(axis=(2, 4))
 
 
-def _orders(scores: Array, rng: np.random.Generator) -> tuple[Array, int]:
-    """Patch indices, most relevant first (ties broken at random), and the number of samples without a ranking."""
+def _orders(scores: Array, tie_break: Array) -> tuple[Array, int]:
+    """Patch indices, most relevant first (ties broken by the random keys ``tie_break``), and the number of
+    samples without a ranking."""
     flat = scores.reshape(len(scores), -1)
-    tie_break = rng.random(flat.shape)
     order = np.lexsort((tie_break, -flat), axis=-1)
     unranked = int(np.sum(np.all(flat == flat[:, :1], axis=1)))
     return order, unranked
@@ -340,17 +341,18 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: 
     if random_orders < 1:
         raise ArgumentError(f"random_orders must be >= 1; got {random_orders}")
     replacement = baseline_images(x, baseline, blur_sigma)
-    streams = np.random.SeedSequence(seed).spawn(len(scores) + random_orders)
+    ties, *streams = np.random.SeedSequence(seed).spawn(1 + random_orders)
+    tie_break = np.random.default_rng(ties).random((n, n_patches))  # one key per patch, shared by all methods
     curves = []
-    for (name, s), stream in zip(scores.items(), streams):
-        order, unranked = _orders(s, np.random.default_rng(stream))
+    for name, s in scores.items():
+        order, unranked = _orders(s, tie_break)
         curves.append(FlippingCurve(name, flipping_scores(model, x, order, t, patch, L, per_step, replacement,
                                                           batch_size), unranked))
         if progress is not None:
             progress(name)
     randoms = []
-    seeds = tuple(int(st.generate_state(1)[0]) for st in streams[len(scores):])
-    for stream, s_id in zip(streams[len(scores):], seeds):
+    seeds = tuple(int(st.generate_state(1)[0]) for st in streams)
+    for stream, s_id in zip(streams, seeds):
         rng = np.random.default_rng(stream)
         order = np.argsort(rng.random((n, n_patches)), axis=1)
         randoms.append(FlippingCurve(f"random:{s_id}", flipping_scores(model, x, order, t, patch, L, per_step,

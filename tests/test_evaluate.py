@@ -123,6 +123,9 @@ def test_reproducible_with_a_seed_and_seed_matters() -> None:
     c = evaluate.pixel_flipping(model, x, {"R": R}, patch=2, seed=8)
     assert a.to_dict() == b.to_dict()
     assert a.random.aopcs.tolist() != c.random.aopcs.tolist()
+    # ties are broken by keys shared by all methods: equal maps give equal curves
+    same = evaluate.pixel_flipping(model, x, {"R": R, "copy": R.copy(), "R2": 2 * R}, patch=2, seed=7)
+    assert same.methods[0].scores.tolist() == same.methods[1].scores.tolist() == same.methods[2].scores.tolist()
 
 
 def test_degenerate_inputs() -> None:
