@@ -20,42 +20,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import catalog, dtd
+from . import dtd
 from ._cli_inputs import CliError, bounds
 from .errors import LrpRefError
 from .graph import Graph
 from .layers import Conv2d, Dense
-from .rules import Rule, ZBox
+from .rules import Rule
 
 __all__ = ["add_parser", "cmd_dtd", "parse_rule", "save_figure"]
 
 Array = NDArray[Any]
 
-_NAMES = {"zplus": "zplus", "zb": "zbox", "zbox": "zbox", "wsquare": "wsquare", "gamma": "gamma",
-          "epsilon": "epsilon", "lrp0": "lrp0"}
-
-
 def parse_rule(text: str, model_bounds: Any) -> Rule:
-    """``zplus``, ``zb``, ``wsquare``, ``gamma:0.25``, ``epsilon:0.1``, ``lrp0`` (or ``NAME:key=value``)."""
-    name, _, value = text.partition(":")
-    if name not in _NAMES:
-        raise CliError(f"--rule {text!r}: the DTD view knows {', '.join(sorted(set(_NAMES) - {'zbox'}))}")
-    spec = _NAMES[name]
-    if value:
-        try:
-            spec += f":{name}={float(value)!r}" if name in ("gamma", "epsilon") else f":{value}"
-        except ValueError:
-            spec += f":{value}"
-    if spec == "zbox":
-        if model_bounds is None:
-            raise CliError(f"--rule {text!r}: zB needs the input bounds; the model declares no input_low/input_high")
-        return ZBox(*model_bounds)
+    """``--rule``: :func:`lrp_ref.dtd.rule_from_spec`, its errors naming the option."""
     try:
-        rule = catalog.from_spec(spec, model_bounds)
+        return dtd.rule_from_spec(text, model_bounds)
     except LrpRefError as exc:
-        raise CliError(f"--rule {text!r}: {exc}") from None
-    assert isinstance(rule, Rule)
-    return rule
+        raise CliError(f"--rule: {exc}") from None
 
 
 def _neuron(text: str | None, layer: Dense | Conv2d, a: Array) -> tuple[int, ...]:

@@ -90,6 +90,7 @@ __all__ = [
     "check",
     "check_model",
     "expand",
+    "rule_from_spec",
     "search_direction",
     "summary_table",
 ]
@@ -353,6 +354,47 @@ def search_direction(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule) -
                      formula, domain)
 
 
+_SPECS = {"zplus": "zplus", "zb": "zbox", "zbox": "zbox", "wsquare": "wsquare", "gamma": "gamma",
+          "epsilon": "epsilon", "lrp0": "lrp0"}
+
+
+def rule_from_spec(text: str, bounds: tuple[Any, Any] | None = None) -> Rule:
+    """A DTD rule by name: ``zplus``, ``zb``, ``wsquare``, ``gamma:0.25``, ``epsilon:0.1``, ``lrp0``.
+
+    Parameters may also be written as the catalog does (``gamma:gamma=0.5``).
+    ``zb`` takes its box from ``bounds = (low, high)`` (for a saved model, its
+    ``input_low`` and ``input_high``).
+    """
+    from . import catalog
+
+    if not isinstance(text, str):
+        raise ArgumentError(f"a rule name must be a str; got {type(text).__name__}")
+    name, _, value = text.partition(":")
+    if name not in _SPECS:
+        raise ArgumentError(f"rule {text!r}: the DTD view knows {', '.join(sorted(set(_SPECS) - {'zbox'}))}")
+    spec = _SPECS[name]
+    if spec == "zbox":
+        if bounds is None:
+            raise ArgumentError(f"rule {text!r}: zB needs the input bounds (low, high); the model declares none")
+        return ZBox(*bounds)
+    if value:
+        try:
+            spec += f":{name}={float(value)!r}" if name in ("gamma", "epsilon") else f":{value}"
+        except ValueError:
+            spec += f":{value}"
+    rule = catalog.from_spec(spec, bounds)
+    assert isinstance(rule, Rule)
+    return rule
+
+
+def _as_rule(rule: Rule | str, bounds: tuple[Any, Any] | None = None) -> Rule:
+    if isinstance(rule, str):
+        return rule_from_spec(rule, bounds)
+    if not isinstance(rule, Rule):
+        raise ArgumentError(f"rule must be an lrp_ref rule or a name such as 'zplus'; got {type(rule).__name__}")
+    return rule
+
+
 # ----------------------------------------------------------------------------- the expansion
 
 
@@ -391,7 +433,7 @@ def _domain_failures(direction: Direction, rule: Rule, a: Array, point: Array, w
     return []
 
 
-def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevance: float = 1.0,
+def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, relevance: float = 1.0,
            t: float | None = None, direction: Direction | None = None) -> TaylorExpansion:
     """The Taylor expansion of ``neuron``'s relevance model at the root the rule's direction finds.
 
@@ -400,7 +442,8 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevanc
     layer : Dense or Conv2d
     a : array, shape of one layer input (or a batch of one)
     neuron : int (Dense) or (channel, y, x) (Conv2d)
-    rule : a DTD rule of :mod:`lrp_ref.rules` (ZPlus, ZBox, WSquare, Gamma, Epsilon, LRP0)
+    rule : a DTD rule of :mod:`lrp_ref.rules` (ZPlus, ZBox, WSquare, Gamma, Epsilon, LRP0), or its name
+        (:func:`rule_from_spec`)
     relevance : float, default 1
         ``R_k``.
     t : float, optional
@@ -417,7 +460,7 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevanc
         raise ArgumentError(f"the DTD view takes a Dense or Conv2d layer; got {type(layer).__name__}")
     a = _one_input(layer, a)
     index, onehot = _neuron(layer, a, neuron)
-    rule = rule.resolved()
+    rule = _as_rule(rule).resolved()
     d = search_direction(layer, a, index, rule) if direction is None else direction
     w = layer.vjp(onehot, tuple(a.shape))[0]
     b = float(np.broadcast_to(layer.bias_term(), onehot.shape[1:])[index])
@@ -504,7 +547,7 @@ def _fits(layer: Dense | Conv2d, shape: tuple[int, ...]) -> bool:
     return True
 
 
-def check(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevance: float = 1.0,
+def check(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, relevance: float = 1.0,
           t: float | None = None, direction: Direction | None = None, rtol: float = 1e-10) -> TaylorCheck:
     """Check that the Taylor terms at the root equal the rule's messages ``R_{j<-k}``.
 
@@ -533,8 +576,16 @@ def check(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule, *, relevance
     return TaylorCheck(e, messages, absorbed, max_error, tolerance, tuple(failures))
 
 
-def check_model(model: Graph, x: Array, layer: int | str, neuron: Any, rule: Rule, **kwargs: Any) -> TaylorCheck:
-    """:func:`check` for ``neuron`` of node ``layer`` (index, or name in a graph) at the model input ``x``."""
+def check_model(model: Graph, x: Array, layer: int | str, neuron: Any, rule: Rule | str,
+                **kwargs: Any) -> TaylorCheck:
+    """:func:`check` for ``neuron`` of node ``layer`` (index, or name in a graph) at the model input ``x``.
+
+    ``x`` is one model input (or a batch of one); a rule given by name takes
+    zB's box from the model's ``input_low`` and ``input_high``.
+    """
+    from ._cli_inputs import bounds
+
+    rule = _as_rule(rule, bounds(model))
     i = _node_index(model, layer)
     x = np.asarray(x, dtype=np.float64)
     if _fits_model(model, x.shape):

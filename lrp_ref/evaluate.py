@@ -363,20 +363,27 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: 
                       baseline if isinstance(baseline, str) else "array", seed, dict(labels or {}))
 
 
-def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]], target: Any = None,
+def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | None = None, target: Any = None,
              gradient_x_input: bool = True, **kwargs: Any) -> Evaluation:
     """Explain ``x`` with each ``(label, rules)`` of ``methods`` (LRP), add gradient x input, and flip.
 
     ``rules`` is anything :func:`lrp_ref.explain` takes (a rule, a composite, a
-    list).  Keyword arguments go to :func:`pixel_flipping`.
+    list) or a name of :mod:`lrp_ref.catalog` (``"epsilon:epsilon=0.25"``,
+    ``"zbox+epsilon"``; box rules take the model's ``input_low`` and
+    ``input_high``).  Default: the seed's rule comparison
+    (:data:`lrp_ref.catalog.SEED_COMPARISON`).  Keyword arguments go to
+    :func:`pixel_flipping`.
     """
+    from . import catalog
+    from ._cli_inputs import bounds
     from .explain import explain
 
     x = _images(x, "x")
-    t = np.argmax(model.forward(x), axis=1) if target is None else target
+    t = np.argmax(model.forward(x), axis=1) if target is None else np.broadcast_to(target, (len(x),))
     relevances: dict[str, Any] = {}
-    for label, rules in methods:
-        relevances[label] = explain(model, x, rules, target=t).relevance
+    for label, rules in (catalog.SEED_COMPARISON if methods is None else methods):
+        chosen = catalog.from_spec(rules, bounds(model)) if isinstance(rules, str) else rules
+        relevances[label] = explain(model, x, chosen, target=t).relevance
     if gradient_x_input:
-        relevances["gradient x input"] = x * gradient(model, x, np.broadcast_to(t, (len(x),)))
+        relevances["gradient x input"] = x * gradient(model, x, t)
     return pixel_flipping(model, x, relevances, t, **kwargs)
