@@ -124,6 +124,7 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser, bool], None]
     p = sub.add_parser("evaluate", help="pixel-flipping (most relevant first): AOPC of the rules and composites "
                                         "against random orders and gradient x input", allow_abbrev=False)
     common(p, False)
+    p._option_string_actions["--samples"].help = "the digits to evaluate on (default: mnist_samples.h5 beside --model)"
     p.add_argument("--rules", nargs="+", metavar="SPEC",
                    help="rules or composites to compare (default: the seed's comparison and epsilon_gamma_box); "
                         "gradient x input and random orders are always added")

@@ -35,10 +35,12 @@ from numpy.typing import NDArray
 from scipy import ndimage  # type: ignore[import-untyped]
 
 from ._checks import real_array, require_finite
+from .composites import Composite
 from .errors import ArgumentError, ShapeError
 from .graph import Graph
 from .layers import Flatten, LinearLayer, MaxPool2d, ReLU
 from .merge import Concat
+from .rules import Rule
 
 __all__ = ["BASELINES", "Evaluation", "FlippingCurve", "RandomOrders", "baseline_images", "evaluate",
            "flipping_scores", "gradient", "patch_scores", "pixel_flipping"]
@@ -286,7 +288,7 @@ def gradient(model: Graph, x: Any, target: Any) -> Array:
 # ----------------------------------------------------------------------------- the evaluation
 
 
-def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: Any = None, *, patch: int = 2,
+def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any] | Any, target: Any = None, *, patch: int = 2,
                    steps: int | None = None, per_step: int = 1, baseline: str | Any = "zero",
                    blur_sigma: float = 2.0, seed: int = 0, random_orders: int = 5, batch_size: int = 256,
                    labels: Mapping[str, str] | None = None,
@@ -298,7 +300,7 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: 
     model : Graph or Sequential
     x : array (N, C, H, W)
         Model inputs.
-    relevances : mapping name -> array (N, C, H, W)
+    relevances : mapping name -> array (N, C, H, W), or one array
         The maps that rank the patches (their sign counts: the most positive go first).
     target : int or array (N,), optional
         The score tracked; default each sample's arg-max at ``x``.
@@ -327,6 +329,8 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: 
         t = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
         if np.any((t < 0) | (t >= out.shape[1])):
             raise ArgumentError(f"target must lie in 0..{out.shape[1] - 1}; got {t.tolist()}")
+    if not isinstance(relevances, Mapping):
+        relevances = {"relevance": relevances}
     scores = {name: patch_scores(R, patch) for name, R in relevances.items()}
     for name, s in scores.items():
         if s.shape[0] != n:
@@ -363,7 +367,8 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any], target: 
                       baseline if isinstance(baseline, str) else "array", seed, dict(labels or {}))
 
 
-def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | None = None, target: Any = None,
+def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | str | Rule | Composite | None = None,
+             target: Any = None,
              gradient_x_input: bool = True, **kwargs: Any) -> Evaluation:
     """Explain ``x`` with each ``(label, rules)`` of ``methods`` (LRP), add gradient x input, and flip.
 
@@ -372,7 +377,7 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | None = N
     ``"zbox+epsilon"``; box rules take the model's ``input_low`` and
     ``input_high``).  Default: the seed's rule comparison
     (:data:`lrp_ref.catalog.SEED_COMPARISON`).  Keyword arguments go to
-    :func:`pixel_flipping`.
+    :func:`pixel_flipping`.  One rule, composite or name alone is one method.
     """
     from . import catalog
     from ._cli_inputs import bounds
@@ -381,7 +386,11 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | None = N
     x = _images(x, "x")
     t = np.argmax(model.forward(x), axis=1) if target is None else np.broadcast_to(target, (len(x),))
     relevances: dict[str, Any] = {}
-    for label, rules in (catalog.SEED_COMPARISON if methods is None else methods):
+    if methods is None:
+        methods = catalog.SEED_COMPARISON
+    elif isinstance(methods, (str, Rule, Composite)):
+        methods = [(methods if isinstance(methods, str) else repr(methods), methods)]
+    for label, rules in methods:
         chosen = catalog.from_spec(rules, bounds(model)) if isinstance(rules, str) else rules
         relevances[label] = explain(model, x, chosen, target=t).relevance
     if gradient_x_input:

@@ -58,6 +58,13 @@ def test_lrp0_is_optimal_on_a_linear_model() -> None:
         assert_allclose(lrp0.aopc, optimal_aopc(model, x, e.target, steps), rtol=1e-12)
         assert lrp0.aopc > result.random.aopc + 3 * result.random.spread
         assert all(lrp0.aopc > a for a in result.random.aopcs)
+    # one array, and evaluate() with one rule, rank the same way
+    alone = evaluate.pixel_flipping(model, x, e.relevance, patch=1, steps=10, random_orders=2)
+    assert_allclose(alone.methods[0].aopc, optimal_aopc(model, x, e.target, 10), rtol=1e-12)
+    ev = evaluate.evaluate(model, x, rules.LRP0(), patch=1, steps=10, random_orders=2)
+    assert [c.method for c in ev.methods] == ["LRP0()", "gradient x input"]
+    assert_allclose(ev.methods[0].aopc, alone.methods[0].aopc, rtol=1e-12)
+    assert_allclose(ev.methods[1].aopc, alone.methods[0].aopc, rtol=1e-12)  # LRP-0 = gradient x input here
     # a reversed map (least relevant first) is the worst order
     worst = evaluate.pixel_flipping(model, x, {"reverse": -e.relevance}, patch=1, steps=36, random_orders=2)
     assert worst.methods[0].aopc < worst.random.aopc
