@@ -80,7 +80,7 @@ from scipy import optimize  # type: ignore[import-untyped]
 from .errors import ArgumentError, LrpRefError, ShapeError
 from .graph import Graph
 from .layers import Conv2d, Dense, ReLU
-from .rules import LRP0, Epsilon, Gamma, Rule, WSquare, ZBox, ZPlus
+from .rules import LRP0, AlphaBeta, Epsilon, Gamma, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
     "Direction",
@@ -308,12 +308,14 @@ def search_direction(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule) -
 
     See the module docstring for each rule's derivation.  Raises
     :class:`~lrp_ref.errors.ArgumentError` for a rule without a DTD
-    derivation (alpha-beta with beta > 0, flat) or a convention that breaks it
+    derivation (alpha-beta with beta > 0, flat; ``AlphaBeta(1, 0)`` is z+) or a convention that breaks it
     (epsilon scaled by the RMS of the batch).
     """
+    if isinstance(rule, AlphaBeta) and rule.beta == 0:  # AlphaBeta(1, 0) is z+
+        rule = ZPlus(stabilizer=rule.stabilizer, form=rule.form, bias=rule.bias, split=rule.split)
     if not isinstance(rule, DTD_RULES):
         raise ArgumentError(f"rule {rule!r} has no deep Taylor derivation here; DTD rules: "
-                            "ZPlus, ZBox, WSquare, Gamma, Epsilon, LRP0")
+                            "ZPlus (= AlphaBeta(1, 0)), ZBox, WSquare, Gamma, Epsilon, LRP0")
     r = rule.resolved()
     index, onehot = _neuron(layer, a, neuron)
     w = layer.vjp(onehot, tuple(a.shape))[0]          # w_jk over the input (0 outside the receptive field)

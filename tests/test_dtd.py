@@ -88,8 +88,8 @@ def assert_expansion_matches_rule(layer: Any, a: np.ndarray, rule: rules.Rule) -
         assert_allclose(e.value_at_root + e.terms.sum() + e.bias_term + e.stabilizer_term, 1.0, rtol=0, atol=TOL)
 
 
-RELU_RULES = [rules.ZPlus(), rules.Gamma(0.25), rules.Gamma(2.0), rules.Epsilon(0.1), rules.LRP0(),
-              rules.ZPlus(split="weights"), rules.Epsilon(0.3, stabilizer=0.05)]
+RELU_RULES = [rules.ZPlus(), rules.AlphaBeta(1, 0), rules.Gamma(0.25), rules.Gamma(2.0), rules.Epsilon(0.1),
+              rules.LRP0(), rules.ZPlus(split="weights"), rules.Epsilon(0.3, stabilizer=0.05)]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
