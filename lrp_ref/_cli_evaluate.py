@@ -34,6 +34,12 @@ DEFAULT_METHODS: tuple[tuple[str, str], ...] = (
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import cli  # shared input handling; imported here, cli imports this module
 
+    for option, value in (("--patch", args.patch), ("--steps", args.steps), ("--per-step", args.per_step),
+                          ("--random-orders", args.random_orders), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise CliError(f"{option} must be a positive integer; got {value}")
+    if not args.blur_sigma > 0:
+        raise CliError(f"--blur-sigma must be > 0 (pixels); got {args.blur_sigma}")
     if args.out:
         cli.check_out(args.out)
     model = cli.explained_model(args, args.model)

@@ -145,10 +145,9 @@ class Evaluation:
                 "|---|---:|---:|---:|"]
         sd = self.random.spread
         for c in sorted(self.methods, key=lambda c: -c.aopc):
-            gap = (c.aopc - self.random.aopc) / sd if sd > 0 else float("nan")
+            gap = f"{(c.aopc - self.random.aopc) / sd:+.1f}" if sd > 0 else "n/a (one seed)"
             note = f" ({c.unranked} unranked)" if c.unranked else ""
-            rows.append(f"| {self.labels.get(c.method, c.method)}{note} | {c.aopc:.4f} | {c.sem:.4f} | "
-                        f"{gap:+.1f} |")
+            rows.append(f"| {self.labels.get(c.method, c.method)}{note} | {c.aopc:.4f} | {c.sem:.4f} | {gap} |")
         rows.append(f"| random ({len(self.random.seeds)} seeds: mean ± s.d.) | {self.random.aopc:.4f} | "
                     f"{self.random.spread:.4f} | 0 |")
         return "\n".join(rows)
@@ -173,8 +172,8 @@ class Evaluation:
 
 def _images(x: Any, what: str) -> Array:
     arr = real_array(x, what)
-    if arr.ndim != 4:
-        raise ShapeError(f"{what} must be a batch of images (N, C, H, W); got shape {arr.shape}")
+    if arr.ndim != 4 or arr.shape[0] == 0:
+        raise ShapeError(f"{what} must be a non-empty batch of images (N, C, H, W); got shape {arr.shape}")
     require_finite(arr, what)
     return arr.astype(np.float64)
 

@@ -150,6 +150,10 @@ def test_degenerate_inputs() -> None:
         evaluate.pixel_flipping(model, x, {"R": np.full_like(x, np.nan)}, patch=2)
     with pytest.raises(lrp_ref.ShapeError):
         evaluate.pixel_flipping(model, x, {"R": x[:2]}, patch=2)
+    with pytest.raises(lrp_ref.ShapeError, match="non-empty batch"):
+        evaluate.pixel_flipping(model, x[:0], {"R": x[:0]}, patch=2)
+    one_seed = evaluate.pixel_flipping(model, x, {"R": x}, patch=2, random_orders=1)
+    assert "n/a (one seed)" in one_seed.table() and "nan" not in one_seed.table()
     with pytest.raises(ArgumentError, match="baseline must be one of"):
         evaluate.pixel_flipping(model, x, {"R": x}, patch=2, baseline="noise")
 
@@ -172,3 +176,5 @@ def test_cli_writes_plot_and_tables_reproducibly(tmp_path: Path, capsys: pytest.
     assert_allclose(a["methods"]["lrp0"]["curve"], a["methods"]["gradient x input"]["curve"], rtol=1e-12)
     assert main([*args[:-2], "--patch", "5"]) == 2
     assert "does not divide the image 28x28" in capsys.readouterr().err
+    assert main([*args, "--limit", "0"]) == 2
+    assert "--limit must be a positive integer" in capsys.readouterr().err
