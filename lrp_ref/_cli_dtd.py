@@ -85,7 +85,8 @@ def cmd_dtd(args: argparse.Namespace) -> int:
         try:
             checks.append(dtd.check(layer, a, neuron, rule))
         except LrpRefError as exc:
-            raise CliError(f"--rule {spec}: {exc}") from None
+            where = f"--neuron {args.neuron or ''}".rstrip() if "not active" in str(exc) else f"--rule {spec}"
+            raise CliError(f"{where}: {exc}") from None
     print(dtd.summary_table(checks))
     for c in checks:
         print()
