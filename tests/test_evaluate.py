@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from nets import random_cnn
@@ -178,3 +179,19 @@ def test_cli_writes_plot_and_tables_reproducibly(tmp_path: Path, capsys: pytest.
     assert "does not divide the image 28x28" in capsys.readouterr().err
     assert main([*args, "--limit", "0"]) == 2
     assert "--limit must be a positive integer" in capsys.readouterr().err
+
+
+def test_readme_aopc_cells_are_what_the_code_measures() -> None:
+    """The README's MLP / zero-baseline column: LRP-0 and random recomputed (30 digits, 100 steps, seed 0)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith("| method | CNN zero"))
+    column = [cell.strip() for cell in header.split("|")].index("MLP zero")
+    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")]
+           for line in text.splitlines() if line.startswith(("| LRP-0 |", "| random (5 seeds, mean"))}
+    model = lrp_ref.load(ROOT / "weights" / "mnist_mlp.h5")
+    with h5py.File(ROOT / "weights" / "mnist_samples.h5", "r") as f:
+        x = f["images"][:][:, None] / 255.0
+    result = evaluate.evaluate(model, x, [("LRP-0", "lrp0")], gradient_x_input=False, patch=2, steps=100,
+                               baseline="zero", seed=0, random_orders=5)
+    assert row["LRP-0"][column].strip("*") == f"{result.methods[0].aopc:.2f}"
+    assert row["random (5 seeds, mean ± s.d.)"][column] == f"{result.random.aopc:.2f} ± {result.random.spread:.2f}"
