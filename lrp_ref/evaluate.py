@@ -14,6 +14,10 @@ averaged over the samples, is larger for an explanation whose ranking destroys
 the evidence faster.  A random ranking (several seeds: mean and spread) and
 gradient x input are the references.
 
+Beside the AOPC, each map's :func:`map_statistics` (its share of positive
+relevance and the rate of sign flips between neighbouring pixels) describe
+what the seed's claims are about: positive evidence and local artefacts.
+
 Baselines: ``"zero"`` (the model input 0), ``"mean"`` (each image's mean, per
 channel), ``"dataset-mean"`` (the mean image of the samples given) and
 ``"blur"`` (the image smoothed by :func:`scipy.ndimage.gaussian_filter`), or an
@@ -43,7 +47,7 @@ from .merge import Concat
 from .rules import Rule
 
 __all__ = ["BASELINES", "Evaluation", "FlippingCurve", "RandomOrders", "baseline_images", "evaluate",
-           "flipping_scores", "gradient", "patch_scores", "pixel_flipping"]
+           "flipping_scores", "gradient", "map_statistics", "patch_scores", "pixel_flipping"]
 
 Array = NDArray[Any]
 BASELINES = ("zero", "mean", "dataset-mean", "blur")
@@ -60,11 +64,15 @@ class FlippingCurve:
         ``f(x_k)`` for every sample and step (column 0 is ``f(x)``).
     unranked : int
         Samples whose map gives every patch the same score (flipped in random order).
+    positive_share, sign_flips : float or None
+        The map's statistics (:func:`map_statistics`), averaged over the samples; None for random orders.
     """
 
     method: str
     scores: Array
     unranked: int = 0
+    positive_share: float | None = None
+    sign_flips: float | None = None
 
     @property
     def drops(self) -> Array:
@@ -141,15 +149,17 @@ class Evaluation:
     def table(self) -> str:
         """A Markdown table: AOPC per method (mean ± standard error over samples), best first, and random."""
         n = len(self.target)
-        rows = [f"| method | AOPC (mean of {n} samples) | ± s.e. | vs random (random s.d.) |",
-                "|---|---:|---:|---:|"]
+        rows = [f"| method | AOPC (mean of {n} samples) | ± s.e. | vs random (random s.d.) | positive share "
+                "| sign flips |", "|---|---:|---:|---:|---:|---:|"]
         sd = self.random.spread
         for c in sorted(self.methods, key=lambda c: -c.aopc):
             gap = f"{(c.aopc - self.random.aopc) / sd:+.1f}" if sd > 0 else "n/a (one seed)"
             note = f" ({c.unranked} unranked)" if c.unranked else ""
-            rows.append(f"| {self.labels.get(c.method, c.method)}{note} | {c.aopc:.4f} | {c.sem:.4f} | {gap} |")
+            stats = " | ".join("-" if v is None else f"{v:.3f}" for v in (c.positive_share, c.sign_flips))
+            rows.append(f"| {self.labels.get(c.method, c.method)}{note} | {c.aopc:.4f} | {c.sem:.4f} | {gap} | "
+                        f"{stats} |")
         rows.append(f"| random ({len(self.random.seeds)} seeds: mean ± s.d.) | {self.random.aopc:.4f} | "
-                    f"{self.random.spread:.4f} | 0 |")
+                    f"{self.random.spread:.4f} | 0 | - | - |")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,7 +169,8 @@ class Evaluation:
             "patch": self.patch, "steps": self.steps, "per_step": self.per_step, "baseline": self.baseline,
             "seed": self.seed, "samples": len(self.target), "target": self.target.tolist(),
             "methods": {c.method: {"label": self.labels.get(c.method, c.method), "aopc": c.aopc, "sem": c.sem,
-                                   "unranked": c.unranked, "aopc_per_sample": c.aopc_per_sample.tolist(),
+                                   "unranked": c.unranked, "positive_share": c.positive_share,
+                                   "sign_flips": c.sign_flips, "aopc_per_sample": c.aopc_per_sample.tolist(),
                                    "curve": c.curve.tolist()} for c in self.methods},
             "random": {"seeds": list(self.random.seeds), "aopc_per_seed": self.random.aopcs.tolist(),
                        "aopc": self.random.aopc, "spread": self.random.spread, "curve": self.random.curve.tolist(),
@@ -196,6 +207,30 @@ def patch_scores(relevance: Any, patch: int) -> Array:
                             f"choose a divisor of {h}" + ("" if h == w else f" and of {w}")
                             + f" ({_divisors(int(np.gcd(h, w)))})")
     return R.sum(axis=1).reshape(n, h // patch, patch, w // patch, patch).sum(axis=(2, 4))
+
+
+def map_statistics(relevance: Any) -> tuple[Array, Array]:
+    r"""Two statistics of each heatmap (relevance summed over the channels), per sample.
+
+    * positive share ``sum_i R_i^+ / sum_i |R_i|`` (0 for an all-zero map): how much of the
+      map is evidence *for* the class;
+    * sign flips: among horizontally or vertically adjacent pixel pairs that both carry
+      relevance (``|R| > 1e-12 max|R|``), the fraction whose signs differ (0 without such
+      pairs): a measure of local, checkerboard-like variation.
+    """
+    R = _images(relevance, "relevance").sum(axis=1)
+    flat = R.reshape(len(R), -1)
+    total = np.abs(flat).sum(axis=1)
+    share = np.divide(np.maximum(flat, 0).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
+    carries = np.abs(R) > 1e-12 * np.abs(flat).max(axis=1)[:, None, None]
+    flips, pairs = np.zeros(len(R)), np.zeros(len(R))
+    for a, b, ca, cb in ((R[:, :, 1:], R[:, :, :-1], carries[:, :, 1:], carries[:, :, :-1]),
+                         (R[:, 1:], R[:, :-1], carries[:, 1:], carries[:, :-1])):
+        both = ca & cb
+        pairs += both.reshape(len(R), -1).sum(axis=1)
+        flips += (both & (a * b < 0)).reshape(len(R), -1).sum(axis=1)
+    rate = np.divide(flips, pairs, out=np.zeros_like(flips), where=pairs > 0)
+    return share, rate
 
 
 def _orders(scores: Array, tie_break: Array) -> tuple[Array, int]:
@@ -349,8 +384,10 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any] | Any, ta
     curves = []
     for name, s in scores.items():
         order, unranked = _orders(s, tie_break)
+        share, flips = map_statistics(relevances[name])
         curves.append(FlippingCurve(name, flipping_scores(model, x, order, t, patch, L, per_step, replacement,
-                                                          batch_size), unranked))
+                                                          batch_size), unranked, float(share.mean()),
+                                    float(flips.mean())))
         if progress is not None:
             progress(name)
     randoms = []

@@ -136,6 +136,17 @@ def test_reproducible_with_a_seed_and_seed_matters() -> None:
     assert same.methods[0].scores.tolist() == same.methods[1].scores.tolist() == same.methods[2].scores.tolist()
 
 
+def test_map_statistics_on_a_hand_checked_map() -> None:
+    # channels are summed first: the heatmap is [[1, -1], [2, 0]]
+    R = np.array([[[[0.5, -1.0], [2.0, 0.0]], [[0.5, 0.0], [0.0, 0.0]]]])
+    share, flips = evaluate.map_statistics(R)
+    assert_allclose(share, [3 / 4], rtol=1e-15)
+    # pairs carrying relevance on both ends: (1, -1) across, a flip; (1, 2) down, no flip; the 0 pairs do not count
+    assert_allclose(flips, [1 / 2], rtol=1e-15)
+    share, flips = evaluate.map_statistics(np.zeros((2, 1, 3, 3)))  # an all-zero map: 0 and 0, no NaN
+    assert share.tolist() == [0.0, 0.0] and flips.tolist() == [0.0, 0.0]
+
+
 def test_degenerate_inputs() -> None:
     rng = np.random.default_rng(4)
     model = random_cnn(rng)
