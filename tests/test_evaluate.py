@@ -195,10 +195,12 @@ def test_cli_writes_plot_and_tables_reproducibly(tmp_path: Path, capsys: pytest.
 def test_readme_aopc_cells_are_what_the_code_measures() -> None:
     """The README's MLP / zero-baseline column: LRP-0 and random recomputed (30 digits, 100 steps, seed 0)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    header = next(line for line in text.splitlines() if line.startswith("| method | CNN zero"))
-    column = [cell.strip() for cell in header.split("|")].index("MLP zero")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method | CNN zero"))
+    column = [cell.strip() for cell in lines[start].split("|")].index("MLP zero")
+    table = lines[start:lines.index("", start)]  # the AOPC table, up to the blank line after it
     row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")]
-           for line in text.splitlines() if line.startswith(("| LRP-0 |", "| random (5 seeds, mean"))}
+           for line in table if line.startswith(("| LRP-0 |", "| random (5 seeds, mean"))}
     model = lrp_ref.load(ROOT / "weights" / "mnist_mlp.h5")
     with h5py.File(ROOT / "weights" / "mnist_samples.h5", "r") as f:
         x = f["images"][:][:, None] / 255.0
