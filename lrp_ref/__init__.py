@@ -10,7 +10,7 @@ Public API::
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
 
-from . import composites, profiles, rules, testing
+from . import composites, dtd, evaluate, profiles, rules, testing
 from .canonize import canonize
 from .errors import (
     ArgumentError,
@@ -83,6 +83,8 @@ __all__ = [
     "__version__",
     "canonize",
     "composites",
+    "dtd",
+    "evaluate",
     "explain",
     "from_onnx",
     "from_torch",

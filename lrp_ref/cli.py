@@ -11,6 +11,8 @@ Subcommands::
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
     lrp-ref serve         [--host H] [--port P] [--model [NAME=]PATH]   (the web demo)
     lrp-ref convert       IN OUT.h5 [--arch A] [--input-shape C,H,W]   (see lrp_ref._cli_convert)
+    lrp-ref dtd           --model M --input I --layer L [--neuron N] [--rule R] --out DIR
+    lrp-ref evaluate      --model M [--samples FILE] [--rules ...] [--baseline B] --out DIR
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -39,7 +41,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from . import __version__, catalog, io, profiles, vectors, viz
+from . import __version__, _cli_dtd, _cli_evaluate, catalog, io, profiles, vectors, viz
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -517,6 +519,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors that suggest the nearest option."""
 
     known_options: frozenset[str] = frozenset()
+    commands: tuple[str, ...] = ()  # filled in by build_parser
 
     def error(self, message: str) -> NoReturn:
         if "unrecognized arguments" in message:
@@ -528,7 +531,7 @@ class _Parser(argparse.ArgumentParser):
         if "--input-range: expected one argument" in message:
             message += " (for a negative LOW write --input-range=-1,1)"
         if "required: command" in message:
-            message = "a command is required: info, explain, compare-rules, check, vectors, compare, convert or serve"
+            message = f"a command is required: {', '.join(_Parser.commands[:-1])} or {_Parser.commands[-1]}"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -622,10 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_convert(sub)
 
+    _cli_dtd.add_parser(sub, common)
+    _cli_evaluate.add_parser(sub, common)
+
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
         options |= {s for action in p._actions for s in action.option_strings}
     _Parser.known_options = frozenset(options)
+    _Parser.commands = tuple(sub.choices)
     return parser
 
 

@@ -37,7 +37,7 @@ API_MODULES = [
     "lrp_ref.explain", "lrp_ref.ledger", "lrp_ref.canonize", "lrp_ref.io",
     "lrp_ref.formats", "lrp_ref.torch_bridge", "lrp_ref.onnx",
     "lrp_ref.testing", "lrp_ref.ties", "lrp_ref.compare", "lrp_ref.vectors", "lrp_ref.viz", "lrp_ref.errors",
-    "lrp_ref.serve.server", "lrp_ref.serve.api",
+    "lrp_ref.serve.server", "lrp_ref.serve.api", "lrp_ref.dtd", "lrp_ref.evaluate",
 ]
 
 
