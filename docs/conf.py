@@ -98,7 +98,7 @@ def _escape_docstring(app, what, name, obj, options, lines):  # type: ignore[no-
 
 # --- the repository's Markdown files, included as pages ------------------------------------
 # README.md links to weights/README.md and bench/README.md, which are pages of this site too
-# (format.md, speed.md), and to docs/X.md, which is X.md here.
+# (format.md, speed.md), and to docs/X, which is X here.
 _PAGE_OF = {"weights/README.md": "format.md", "bench/README.md": "speed.md", "../README.md": "overview.md"}
 
 
@@ -106,7 +106,8 @@ def _rewrite_links(app, relative_path, parent_docname, content):  # type: ignore
     text = content[0]
     for target, page in _PAGE_OF.items():
         text = text.replace(f"]({target}", f"]({page}")
-    content[0] = re.sub(r"\]\(docs/([^)#]*\.md)", r"](\1", text)  # pages; images keep their path
+    # README's docs/X (pages and images) is X here: every page including it sits in docs/
+    content[0] = re.sub(r"\]\(docs/", "](", text)
 
 
 def setup(app):  # type: ignore[no-untyped-def]

@@ -10,6 +10,9 @@ Subcommands::
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
     lrp-ref serve         [--host H] [--port P] [--model [NAME=]PATH]   (the web demo)
+    lrp-ref convert       IN OUT.h5 [--arch A] [--input-shape C,H,W]   (see lrp_ref._cli_convert)
+    lrp-ref dtd           --model M --input I --layer L [--neuron N] [--rule R] --out DIR
+    lrp-ref evaluate      --model M [--samples FILE] [--rules ...] [--baseline B] --out DIR
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -38,7 +41,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from . import __version__, catalog, io, profiles, vectors, viz
+from . import __version__, _cli_dtd, _cli_evaluate, catalog, io, profiles, vectors, viz
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -60,6 +63,7 @@ from .compare import compare
 from .composites import Composite
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
+from .formats import load_any
 from .graph import Graph
 from .rules import Rule
 
@@ -101,18 +105,20 @@ def explained_model(args: argparse.Namespace, path: str) -> Graph:
     return model
 
 
-def open_model(path: str) -> Graph:
-    """The model of ``--model``; a file that cannot be read is one line naming it."""
+def open_model(path: str, option: str = "--model") -> Graph:
+    """The model of ``--model`` (any format of :mod:`lrp_ref.formats`); a file that cannot be read is one line."""
     p = Path(path)
     if not p.is_file():
         near = p.with_name(p.name + ".h5")
         hint = f"did you mean {near}?" if near.is_file() else "expected an lrp_ref model, e.g. weights/mnist_cnn.h5"
-        raise CliError(f"--model {path}: {'not a file' if p.exists() else 'no such file'} ({hint})")
+        raise CliError(f"{option} {path}: {'not a file' if p.exists() else 'no such file'} ({hint})")
     try:
-        return io.load(p)
+        return load_any(p)
+    except ImportError as exc:
+        raise CliError(f"{option} {path}: {exc}") from None
     except (LrpRefError, OSError) as exc:
         text = str(exc)
-        raise CliError(f"--model {text}" if text.startswith(str(p)) else f"--model {path}: {text}") from None
+        raise CliError(f"{option} {text}" if text.startswith(str(p)) else f"{option} {path}: {text}") from None
 
 
 def interpretation(args: argparse.Namespace) -> Interpretation:
@@ -241,8 +247,13 @@ class Progress:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = open_model(args.model)
-    print(f"model: {args.model}")
+    print_model(args.model, open_model(args.model))
+    return 0
+
+
+def print_model(label: str, model: Graph) -> None:
+    """What ``lrp-ref info`` prints: the layers, the shapes at their boundaries, the metadata."""
+    print(f"model: {label}")
     print(model.describe())
     shape = model.metadata.get("input_shape")
     if shape is not None:
@@ -253,7 +264,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in sorted(model.metadata.items()):
         text = np.array2string(value, threshold=8) if isinstance(value, np.ndarray) else repr(value)
         print(f"  {key}: {text}")
-    return 0
 
 
 def _explained(e: Explanation, model: Graph, i: int) -> str:
@@ -509,6 +519,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors that suggest the nearest option."""
 
     known_options: frozenset[str] = frozenset()
+    commands: tuple[str, ...] = ()  # filled in by build_parser
 
     def error(self, message: str) -> NoReturn:
         if "unrecognized arguments" in message:
@@ -520,7 +531,7 @@ class _Parser(argparse.ArgumentParser):
         if "--input-range: expected one argument" in message:
             message += " (for a negative LOW write --input-range=-1,1)"
         if "required: command" in message:
-            message = "a command is required: info, explain, compare-rules, check, vectors, compare or serve"
+            message = f"a command is required: {', '.join(_Parser.commands[:-1])} or {_Parser.commands[-1]}"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -532,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, needs_input: bool) -> None:
-        p.add_argument("--model", required=True, help="model file (lrp_ref HDF5), e.g. weights/mnist_cnn.h5")
+        p.add_argument("--model", required=True, help="model file: lrp_ref HDF5 (e.g. weights/mnist_cnn.h5) or "
+                                                      "ONNX (.onnx; see lrp-ref convert)")
         p.add_argument("--samples", help=f"samples file for sample:K (default: {SAMPLES_FILE} beside the model)")
         p.add_argument("--preprocessed", action="store_true", help="the values are model inputs, not raw values")
         p.add_argument("--input-range", type=parse_range, metavar="LOW,HIGH",
@@ -548,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="convert a colour PNG to grey (refused without it for a one-channel model)")
 
     p = sub.add_parser("info", help="architecture, parameter counts and metadata of a model", allow_abbrev=False)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="model file: lrp_ref HDF5 or ONNX (.onnx)")
     p.set_defaults(run=cmd_info)
 
     inputs = ("sample:K (also sample:K,L,... or sample:all), or a .npy/.h5/.png file of raw values, "
@@ -609,10 +621,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve(sub)
 
+    from ._cli_convert import add_convert
+
+    add_convert(sub)
+
+    _cli_dtd.add_parser(sub, common)
+    _cli_evaluate.add_parser(sub, common)
+
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
         options |= {s for action in p._actions for s in action.option_strings}
     _Parser.known_options = frozenset(options)
+    _Parser.commands = tuple(sub.choices)
     return parser
 
 

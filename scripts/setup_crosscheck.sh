@@ -12,6 +12,9 @@
 #   import.  Its wheel's C operators do not register beside the CPU torch, so a plain
 #   `import torchvision` fails ("operator torchvision::nms does not exist"):
 #   tests/crosscheck/tolerant_torchvision.py imports it despite them (conftest.py calls it).
+# * onnx and onnxscript serve torch.onnx.export (tests/crosscheck/test_onnx_export.py and
+#   scripts/export_onnx_fixtures.py); onnxruntime is the forward reference of the float32 exports.
+#   None of them depends on torch.
 set -euo pipefail
 
 VENV="${1:-.venv-xcheck}"
@@ -21,6 +24,7 @@ ZENNIT="${ZENNIT:-zennit==0.5.1}"
 CAPTUM="${CAPTUM:-captum==0.9.0}"
 TORCHVISION="${TORCHVISION:-torchvision==0.28.0}"
 KERAS="${KERAS:-keras==3.15.*}"
+ONNX_PACKAGES="${ONNX_PACKAGES:-onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -35,6 +39,8 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 "${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM" "$TORCHVISION"
 # Keras 3 runs on the torch above (KERAS_BACKEND=torch; no TensorFlow) for tests/crosscheck/test_keras_live.py
 "${PIP[@]}" "$KERAS"
+# shellcheck disable=SC2086  # a list of requirements
+"${PIP[@]}" $ONNX_PACKAGES
 "${PIP[@]}" -e "$ROOT"
 
 # fail here, not in the tests, if the pieces do not fit together
@@ -51,7 +57,9 @@ from captum.attr import LRP
 import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras
+import onnx, onnxscript, onnxruntime
 print(f"cross-check environment ready: torch {torch.__version__}, torchvision {version('torchvision')}, "
-      f"zennit {version('zennit')}, captum {version('captum')}, keras {keras.__version__} "
+      f"zennit {version('zennit')}, captum {version('captum')}, onnx {onnx.__version__}, "
+      f"onnxscript {onnxscript.__version__}, onnxruntime {onnxruntime.__version__}, keras {keras.__version__} "
       f"({keras.backend.backend()}), lrp_ref {lrp_ref.__version__}")
 PY

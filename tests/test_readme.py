@@ -128,18 +128,49 @@ def test_graph_example_runs():
     assert_allclose(namespace["R_fc"], e.layers[-2], rtol=1e-12)  # type: ignore[attr-defined]
 
 
+def test_onnx_example_runs(monkeypatch):
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(ROOT)
+    namespace, printed = run_block(next(b for b in python_blocks() if "from_onnx(" in b))
+    lines = printed.splitlines()
+    assert "producer pytorch 2.13.0+cpu; opset 20" in lines[0]
+    assert float(lines[1]) < 1e-12
+    assert namespace["e"].relevance.shape == (2, 1, 28, 28)  # type: ignore[attr-defined]
+
+
+def block_with(text: str) -> str:
+    found = [b for b in python_blocks() if text in b]
+    assert len(found) == 1, f"expected one python block containing {text!r}; found {len(found)}"
+    return found[0]
+
+
 def test_keras_import_example_runs(monkeypatch):
     monkeypatch.chdir(ROOT)  # the example reads a fixture by its path in the repository
-    (block,) = [b for b in python_blocks() if "from_keras(" in b]
-    namespace, printed = run_block(block)
+    namespace, printed = run_block(block_with("from_keras("))
     assert printed.split() == ["Graph", "(3,", "8,", "8)"]
     assert namespace["heatmap"].shape == (2, 8, 8, 3)  # type: ignore[attr-defined]
 
 
+def test_dtd_example_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    namespace, printed = run_block(block_with("dtd.check_model"))
+    assert "max |Taylor term - message|" in printed and "ZPlus()" in printed
+    c = namespace["c"]
+    assert c.ok and c.max_error <= 1e-10  # type: ignore[attr-defined]
+
+
+def test_pixel_flipping_example_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    namespace, printed = run_block(block_with("evaluate.evaluate"))
+    assert "| random (3 seeds" in printed and "| LRP-0 |" in printed
+    result = namespace["result"]
+    assert result.methods[0].aopc > result.random.aopc  # type: ignore[attr-defined]
+
+
 def test_every_python_block_is_run_by_a_test():
-    # blocks 0-3 and the Keras block run above; the "Beyond LRP" block:
+    # blocks 0-3, the ONNX, Keras, DTD and pixel-flipping blocks above; "Beyond LRP":
     # tests/test_excitation_cli.py::test_readme_block_runs_and_its_table_holds
-    assert len(python_blocks()) == 6
+    assert len(python_blocks()) == 9
 
 
 def test_the_tutorial_runs_and_prints_what_it_shows(tmp_path, monkeypatch):
