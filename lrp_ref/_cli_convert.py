@@ -1,13 +1,15 @@
 """``lrp-ref convert IN OUT.h5``: a model from another framework, written in lrp_ref's HDF5 format, checked.
 
-``IN`` is any format of :mod:`lrp_ref.formats` (an ONNX ``.onnx`` file, ...)
+``IN`` is any format of :mod:`lrp_ref.formats` (an ONNX ``.onnx`` file, a Keras
+``.keras`` or ``.h5``, ...)
 or a PyTorch state dict (``.pt`` / ``.pth``, read with
 ``torch.load(weights_only=True)``: nothing in it is executed) of a torchvision
 architecture named by ``--arch``.  The command prints the model as
 ``lrp-ref info`` does and a forward check on a random input: the converted
 model against the source framework (ONNX files: ONNX Runtime if it is
 installed and can run the file, else ``onnx.reference.ReferenceEvaluator``,
-the onnx package's NumPy implementation of the operators; state dicts: torch),
+the onnx package's NumPy implementation of the operators; Keras files: Keras
+if it is installed; state dicts: torch),
 and always the written file, re-loaded, against the converted model
 (identical outputs).  It writes ``OUT`` only if the first check passes
 (exit status 1 otherwise).
@@ -69,9 +71,10 @@ def _metadata_item(text: str) -> tuple[str, Any]:
 
 def add_convert(sub: Any) -> None:
     """Register ``convert`` on the subparsers ``sub`` of ``lrp-ref``."""
-    p = sub.add_parser("convert", help="write an ONNX file or a torchvision state dict (.pt) as an lrp_ref model, "
-                                       "checking its forward", allow_abbrev=False)
-    p.add_argument("source", metavar="IN", help="an ONNX file (.onnx), or a PyTorch state dict (.pt, .pth) with --arch")
+    p = sub.add_parser("convert", help="write an ONNX file, a Keras file or a torchvision state dict (.pt) as an "
+                                       "lrp_ref model, checking its forward", allow_abbrev=False)
+    p.add_argument("source", metavar="IN", help="an ONNX file (.onnx), a Keras model (.keras, or .h5 with Keras's "
+                                                "model_config), or a PyTorch state dict (.pt, .pth) with --arch")
     p.add_argument("out", metavar="OUT.h5", help="the lrp_ref model file to write")
     p.add_argument("--arch", help="the torchvision architecture of a state dict, e.g. resnet18, vgg11_bn "
                                   "(needs torch and torchvision)")
@@ -179,7 +182,8 @@ def _from_file(source: Path, args: argparse.Namespace) -> tuple[Graph, _Referenc
     if fmt.name != "ONNX":
         if args.input_shape:
             raise CliError(f"--input-shape: only for ONNX files and state dicts; {source} is {fmt.name}")
-        return open_model(str(source), "IN"), None
+        model = open_model(str(source), "IN")
+        return model, _keras_reference(source, model) if fmt.name.startswith("Keras") else None
     from .onnx import from_onnx
 
     try:
@@ -189,6 +193,39 @@ def _from_file(source: Path, args: argparse.Namespace) -> tuple[Graph, _Referenc
     except LrpRefError as exc:
         raise CliError(f"IN {exc}") from None
     return model, _onnx_reference(source, model)
+
+
+def _keras_reference(source: Path, model: Graph) -> _Reference | None:
+    """Keras itself on the file, where it is installed and can load it (its configured backend); else None.
+
+    The check feeds Keras the NHWC transpose of lrp_ref's NCHW input (unless the model's layout is
+    channels-first); tolerance 1e-5: Keras 3's torch and JAX backends multiply float64 in float32.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("keras") is None:
+        print("  (Keras is not installed: no check against Keras itself)")
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            keras = _module("keras")
+            net = keras.saving.load_model(str(source), compile=False)
+    except Exception as exc:  # any failure of an optional peer: the file check still runs
+        print(f"  (Keras could not load {source}: {_first_line(exc)}; no check against Keras itself)")
+        return None
+    lrp_shape = tuple(model.metadata["input_shape"])
+    nhwc = tuple(net.inputs[0].shape[1:]) != lrp_shape
+
+    def run(x: Array) -> Array:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = net(x.transpose(0, 2, 3, 1) if nhwc and x.ndim == 4 else x, training=False)
+            return np.asarray(keras.ops.convert_to_numpy(y) if hasattr(keras, "ops") else y)
+
+    softmax = any("softmax" in note for note in model.metadata.get("import_notes", ()))
+    return _Reference(f"Keras {keras.__version__} ({keras.backend.backend()})", run, 2, 1e-5, softmax)
 
 
 def _onnx_reference(source: Path, model: Graph) -> _Reference:

@@ -9,8 +9,12 @@ content reads it.
 ==============  =============  =================================  ======================
 format          suffixes       loader                             extra to install
 ==============  =============  =================================  ======================
-lrp_ref HDF5    .h5, .hdf5     :func:`lrp_ref.load`               --
 ONNX            .onnx          :func:`lrp_ref.from_onnx`          ``lrp_ref[onnx]``
+Keras           .keras         :func:`lrp_ref.from_keras`         --
+Keras HDF5      .h5, .hdf5     :func:`lrp_ref.from_keras`         --
+                               (files with Keras's root attribute
+                               ``model_config``)
+lrp_ref HDF5    .h5, .hdf5     :func:`lrp_ref.load`               --
 ==============  =============  =================================  ======================
 
 To add a format, add one :class:`Format` to :data:`FORMATS` (before the
@@ -71,9 +75,18 @@ class Format:
         return model
 
 
+def _keras_h5(path: Path) -> bool:
+    """A legacy Keras ``.h5`` (root attribute ``model_config``), not lrp_ref's own HDF5."""
+    from .keras import is_keras_h5
+
+    return is_keras_h5(path)
+
+
 #: The formats :func:`load_any` knows, tried in order.
 FORMATS: list[Format] = [
     Format("ONNX", (".onnx",), "lrp_ref.onnx:from_onnx", "onnx"),
+    Format("Keras", (".keras",), "lrp_ref.keras:from_keras"),
+    Format("Keras HDF5", (".h5", ".hdf5"), "lrp_ref.keras:from_keras", claims=_keras_h5),
     Format("lrp_ref HDF5", (".h5", ".hdf5"), "lrp_ref.io:load"),
 ]
 

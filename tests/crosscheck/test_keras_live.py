@@ -132,3 +132,16 @@ def test_keras_applications_mobilenet_v2_is_refused_naming_the_layer(tmp_path: P
         keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=4).save(tmp_path / "m.keras")
     with pytest.raises(lrp_ref.ModelFormatError, match=r"layer 'Conv1_relu' \(ReLU\): only the plain ReLU"):
         from_keras(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize("name", ["residual.keras", "pools_same.h5", "channels_first.keras"])
+def test_convert_checks_the_keras_file_against_keras(exported, name: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from lrp_ref.cli import main
+
+    out, _ = exported
+    code = main(["convert", str(out / name), str(tmp_path / "m.h5")])
+    printed = capsys.readouterr().out
+    check = next(line for line in printed.splitlines() if line.strip().startswith("lrp_ref vs Keras"))
+    assert code == 0 and check.endswith(": ok"), printed
+    assert "re-loaded vs the converted model: max |difference| 0 (identical): ok" in printed
