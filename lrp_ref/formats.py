@@ -12,10 +12,11 @@ format          suffixes       loader                             extra to insta
 ONNX            .onnx          :func:`lrp_ref.from_onnx`          ``lrp_ref[onnx]``
 Keras           .keras         :func:`lrp_ref.from_keras`         --
 Keras HDF5      .h5, .hdf5     :func:`lrp_ref.from_keras`         --
-                               (files with Keras's root attribute
-                               ``model_config``)
 lrp_ref HDF5    .h5, .hdf5     :func:`lrp_ref.load`               --
 ==============  =============  =================================  ======================
+
+An HDF5 file is Keras's when it carries Keras's root attribute ``model_config``
+(:func:`lrp_ref.keras.is_keras_h5`), else lrp_ref's own.
 
 To add a format, add one :class:`Format` to :data:`FORMATS` (before the
 lrp_ref HDF5 entry when it shares a suffix with it, with a ``claims``
