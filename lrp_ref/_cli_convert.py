@@ -148,8 +148,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if not ok:
             print(f"{out}: not written: the converted model does not compute what {reference.name} computes")
             return 1
-    meta = {key: "; ".join(map(str, value)) for key, value in model.metadata.items() if key == "import_notes"}
-    io.save(model, out, meta or None)
+    io.save(model, out)
     # a large model (VGG in float64) may exceed load's default bound on the parameter bytes
     again = io.load(out, max_bytes=max(io.MAX_BYTES, 2 * model.n_parameters() * model.dtype.itemsize))
     x = rng.normal(size=(2, *shape)).astype(args.dtype)
@@ -224,7 +223,7 @@ def _keras_reference(source: Path, model: Graph) -> _Reference | None:
             y = net(x.transpose(0, 2, 3, 1) if nhwc and x.ndim == 4 else x, training=False)
             return np.asarray(keras.ops.convert_to_numpy(y) if hasattr(keras, "ops") else y)
 
-    softmax = any("softmax" in note for note in model.metadata.get("import_notes", ()))
+    softmax = "softmax" in model.metadata.get("import_notes", "")
     return _Reference(f"Keras {keras.__version__} ({keras.backend.backend()})", run, 2, 1e-5, softmax)
 
 
@@ -234,7 +233,7 @@ def _onnx_reference(source: Path, model: Graph) -> _Reference:
     ONNX Runtime has no float64 convolution on the CPU; ``onnx.reference.ReferenceEvaluator``
     (part of the onnx package) computes every operator in NumPy, in the file's precision.
     """
-    softmax = any("softmax" in note for note in model.metadata.get("import_notes", ()))
+    softmax = "softmax" in model.metadata.get("import_notes", "")
     why = "onnxruntime is not installed"
     try:
         onnxruntime = _module("onnxruntime")

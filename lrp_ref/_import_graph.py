@@ -132,7 +132,8 @@ class GraphBuilder:
 
         A :class:`~lrp_ref.graph.Sequential` when every node reads the one
         before it, else a :class:`~lrp_ref.graph.Graph`.  Notes go into
-        ``metadata["import_notes"]``.
+        ``metadata["import_notes"]`` (one string, notes separated by "; ", so that
+        :func:`lrp_ref.save` writes the imported model as it is).
         """
         if not self.nodes:
             raise self.error(f"{self.source}: the model computes nothing lrp_ref can explain")
@@ -142,7 +143,7 @@ class GraphBuilder:
                              f"{self.nodes[-1].name!r}; lrp_ref explains one output tensor")
         meta = dict(metadata or {})
         if self.notes:
-            meta["import_notes"] = list(self.notes)
+            meta["import_notes"] = "; ".join(self.notes)  # one str: what the HDF5 format stores
         nodes = self.nodes
         chain = all(node.inputs == ((INPUT,) if i == 0 else (nodes[i - 1].name,)) for i, node in enumerate(nodes))
         if chain:

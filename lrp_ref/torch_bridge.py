@@ -283,7 +283,7 @@ def from_torch(module: Any, dtype: DTypeLike = np.float64) -> Sequential | Graph
         if not kept:
             raise LayerParameterError("from_torch: the torch.nn.Sequential has no layers lrp_ref can explain "
                                       "(only Dropout, Identity or a softmax)")
-        return Sequential(kept, {"import_notes": notes} if notes else {})
+        return Sequential(kept, {"import_notes": "; ".join(notes)} if notes else {})
     from ._torch_trace import trace
 
     return trace(module, dt, lambda name, sub: _convert(None, name, sub, dt))

@@ -56,7 +56,7 @@ def test_forward_equals_torch_logits_and_the_softmax_is_noted() -> None:
     m, x = model_and_input()
     g = lrp_ref.from_torch(m)
     assert isinstance(g, lrp_ref.Graph) and not isinstance(g, lrp_ref.Sequential)
-    assert g.metadata["import_notes"] == ["dropped the final softmax ('softmax'): LRP explains the logits"]
+    assert g.metadata["import_notes"] == "dropped the final softmax ('softmax'): LRP explains the logits"
     expected = m.logits(x).detach().numpy()
     np.testing.assert_allclose(g.forward(x.numpy()), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     assert [n.name for n in g.nodes if isinstance(n.layer, Add)] == ["add"]
