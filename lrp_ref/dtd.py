@@ -77,6 +77,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize  # type: ignore[import-untyped]
 
+from ._checks import require_finite
 from .errors import ArgumentError, LrpRefError, ShapeError
 from .graph import Graph
 from .layers import Conv2d, Dense, ReLU
@@ -533,6 +534,7 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, re
 def _one_input(layer: Dense | Conv2d, a: Any) -> Array:
     """``a`` as one layer input (float64): one sample, or a batch of one."""
     a = np.asarray(a, dtype=np.float64)
+    require_finite(a, "the DTD view's layer input a")
     if _fits(layer, a.shape):
         return a
     if a.ndim > 1 and a.shape[0] == 1 and _fits(layer, a.shape[1:]):

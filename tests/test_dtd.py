@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 import lrp_ref
 from lrp_ref import Conv2d, Dense, dtd, rules
 from lrp_ref.cli import main
-from lrp_ref.errors import ArgumentError
+from lrp_ref.errors import ArgumentError, NonFiniteError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-10
@@ -183,6 +183,14 @@ def test_failure_reports() -> None:
         dtd.expand(layer, np.array([2.0, 0.0, 0.0]), 0, rules.AlphaBeta(2, 1))
     with pytest.raises(ArgumentError, match="neuron must be"):
         dtd.expand(layer, np.array([2.0, 0.0, 0.0]), 3, rules.ZPlus())
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_refused_by_name(bad: float) -> None:
+    """A NaN or inf input is named as such, not reported as an inactive neuron with z_k = nan."""
+    layer = Dense(np.array([[1.0, 1.0]]), np.array([0.5]))
+    with pytest.raises(NonFiniteError, match="must be finite"):
+        dtd.check(layer, np.array([1.0, bad]), 0, rules.ZPlus())
 
 
 def test_shipped_models_and_table() -> None:
