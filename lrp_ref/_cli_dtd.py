@@ -69,7 +69,7 @@ def cmd_dtd(args: argparse.Namespace) -> int:
     layer = model[i]
     if not isinstance(layer, (Dense, Conv2d)):
         linear = [str(j) for j in range(len(model)) if isinstance(model[j], (Dense, Conv2d))]
-        raise CliError(f"--layer {args.layer}: {model.label(i)} is {layer.describe()}; the DTD view takes a Dense or "
+        raise CliError(f"--layer {args.layer} is {layer.describe()}; the DTD view takes a Dense or "
                        f"Conv2d layer: {', '.join(linear)}")
     a = model.pack(i, model.forward_all(inputs.x))[0]
     neuron = _neuron(args.neuron, layer, a)

@@ -219,4 +219,6 @@ def test_cli_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys: pyte
     assert (tmp_path / "dtd.png").is_file()
     status = main(["dtd", "--model", str(ROOT / "weights" / "mnist_cnn.h5"), "--layer", "1"])
     assert status == 2
-    assert "Dense or Conv2d" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Dense or Conv2d" in err
+    assert "--layer 1 is ReLU(); the DTD view takes a Dense or Conv2d layer: 0, 3, 7, 9" in err, err  # said once
