@@ -170,6 +170,30 @@ def test_degenerate_inputs() -> None:
         evaluate.pixel_flipping(model, x, {"R": x}, patch=2, baseline="noise")
 
 
+def test_bad_arguments_name_what_was_expected() -> None:
+    """The Python API refuses bad arguments with lrp_ref's errors naming them, not with NumPy's internals."""
+    rng = np.random.default_rng(5)
+    model = random_cnn(rng)
+    x = rng.uniform(0, 1, size=(2, 2, 8, 8))
+    flip = evaluate.pixel_flipping
+    with pytest.raises(lrp_ref.ShapeError, match=r"relevance 'R' has images of 4x4; x has 8x8"):
+        flip(model, x, {"R": x[:, :, :4, :4]}, patch=2)
+    with pytest.raises(lrp_ref.TargetError, match="target must be an int"):
+        flip(model, x, {"R": x}, target=1.5)
+    for name, value in (("steps", 2.5), ("per_step", 1.5), ("random_orders", 2.0), ("seed", -1)):
+        with pytest.raises(ArgumentError, match=f"{name} must be"):
+            flip(model, x, {"R": x}, **{name: value})
+    for sigma in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ArgumentError, match="blur_sigma must be"):
+            flip(model, x, {"R": x}, baseline="blur", blur_sigma=sigma)
+    with pytest.raises(lrp_ref.ShapeError, match=r"baseline of shape \(3, 3\) does not broadcast to x \(2, 2, 8, 8\)"):
+        flip(model, x, {"R": x}, baseline=np.zeros((3, 3)))
+    with pytest.raises(ArgumentError, match=r"methods must be"):
+        evaluate.evaluate(model, x, 42)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match=r"methods must be"):
+        evaluate.evaluate(model, x, ["lrp0", "epsilon"])  # type: ignore[list-item]
+
+
 def test_cli_writes_plot_and_tables_reproducibly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     args = ["evaluate", "--model", str(ROOT / "weights" / "mnist_mlp.h5"), "--limit", "3", "--rules", "lrp0",
