@@ -193,6 +193,24 @@ def test_non_finite_input_is_refused_by_name(bad: float) -> None:
         dtd.check(layer, np.array([1.0, bad]), 0, rules.ZPlus())
 
 
+def test_bad_arguments_are_refused_not_passed() -> None:
+    """A NaN relevance or root parameter must not yield a check that reports ok; bad types are named."""
+    layer = Dense(np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([0.5, 0.0]))
+    a = np.array([1.0, 1.0])
+    assert dtd.check(layer, a, 0, rules.ZPlus()).ok  # the valid call
+    for relevance in (float("nan"), float("inf"), "2", True):
+        with pytest.raises(ArgumentError, match="relevance must be"):
+            dtd.check(layer, a, 0, rules.ZPlus(), relevance=relevance)
+    for t in (float("nan"), float("inf")):
+        with pytest.raises(ArgumentError, match="t must be"):
+            dtd.check(layer, a, 0, rules.ZPlus(), t=t)
+    for neuron in (0.0, True, None, "0"):
+        with pytest.raises(ArgumentError, match="neuron must be"):
+            dtd.check(layer, a, neuron, rules.ZPlus())
+    with pytest.raises(ArgumentError, match="rtol must be"):
+        dtd.check(layer, a, 0, rules.ZPlus(), rtol=-1.0)
+
+
 def test_shipped_models_and_table() -> None:
     model = lrp_ref.load(ROOT / "weights" / "mnist_mlp.h5")
     rng = np.random.default_rng(0)
