@@ -240,3 +240,19 @@ def test_cli_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "Dense or Conv2d" in err
     assert "--layer 1 is ReLU(); the DTD view takes a Dense or Conv2d layer: 0, 3, 7, 9" in err, err  # said once
+
+
+def test_cli_default_rules_skip_zb_without_input_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On the first layer of a model that declares no input bounds, the default rules leave zB out (no error)."""
+    rng = np.random.default_rng(3)
+    model = lrp_ref.Sequential([Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)), lrp_ref.ReLU(),
+                                lrp_ref.Flatten(), Dense(rng.normal(size=(2, 3 * 4 * 4)), None)])
+    lrp_ref.save(model, tmp_path / "m.h5")
+    np.save(tmp_path / "x.npy", rng.uniform(0, 1, size=(2, 6, 6)))
+    status = main(["dtd", "--model", str(tmp_path / "m.h5"), "--input", str(tmp_path / "x.npy"), "--layer", "0"])
+    captured = capsys.readouterr()
+    assert status in (0, 1), captured.err
+    assert "WSquare()" in captured.out and "ZBox" not in captured.out
+    status = main(["dtd", "--model", str(tmp_path / "m.h5"), "--input", str(tmp_path / "x.npy"), "--layer", "0",
+                   "--rule", "zb"])
+    assert status == 2 and "zB needs the input bounds" in capsys.readouterr().err  # asked for by name: refused
