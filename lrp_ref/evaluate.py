@@ -425,7 +425,8 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | str | Ru
     list) or a name of :mod:`lrp_ref.catalog` (``"epsilon:epsilon=0.25"``,
     ``"zbox+epsilon"``; box rules take the model's ``input_low`` and
     ``input_high``).  Default: the seed's rule comparison
-    (:data:`lrp_ref.catalog.SEED_COMPARISON`).  Keyword arguments go to
+    (:data:`lrp_ref.catalog.SEED_COMPARISON`; its zB methods only if the model
+    declares ``input_low`` and ``input_high``).  Keyword arguments go to
     :func:`pixel_flipping`.  One rule, composite or name alone is one method.
     """
     from . import catalog
@@ -436,8 +437,9 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | str | Ru
     t = np.argmax(model.forward(x), axis=1) if target is None else np.broadcast_to(target, (len(x),))
     relevances: dict[str, Any] = {}
     pairs: Sequence[tuple[str, Any]]
-    if methods is None:
-        pairs = catalog.SEED_COMPARISON
+    if methods is None:  # without the model's input bounds, the box rules are left out
+        pairs = [(label, spec) for label, spec in catalog.SEED_COMPARISON
+                 if bounds(model) is not None or not catalog.needs_bounds(spec)]
     elif isinstance(methods, (str, Rule, Composite)):
         pairs = [(methods if isinstance(methods, str) else repr(methods), methods)]
     elif isinstance(methods, Sequence) and all(isinstance(m, tuple) and len(m) == 2 for m in methods):
