@@ -6,7 +6,8 @@
                 [--out DIR]
 
 ``--rule`` may be repeated; by default every DTD rule that suits the layer
-(zB only on a layer that reads the model input).  ``--neuron`` is ``k`` for a
+(zB only on a layer that reads the model input, and only if the model declares
+its input bounds).  ``--neuron`` is ``k`` for a
 Dense layer and ``c,y,x`` for a Conv2d layer; by default the most active neuron.
 """
 
@@ -69,12 +70,13 @@ def cmd_dtd(args: argparse.Namespace) -> int:
     layer = model[i]
     if not isinstance(layer, (Dense, Conv2d)):
         linear = [str(j) for j in range(len(model)) if isinstance(model[j], (Dense, Conv2d))]
-        raise CliError(f"--layer {args.layer}: {model.label(i)} is {layer.describe()}; the DTD view takes a Dense or "
+        raise CliError(f"--layer {args.layer} is {layer.describe()}; the DTD view takes a Dense or "
                        f"Conv2d layer: {', '.join(linear)}")
     a = model.pack(i, model.forward_all(inputs.x))[0]
     neuron = _neuron(args.neuron, layer, a)
     reads_input = model.sources(i) == (0,)
-    specs = args.rule or (["zplus", "gamma:0.25", "epsilon:0.1", "wsquare"] + (["zb"] if reads_input else []))
+    with_box = reads_input and bounds(model) is not None  # zB needs the model's declared input bounds
+    specs = args.rule or (["zplus", "gamma:0.25", "epsilon:0.1", "wsquare"] + (["zb"] if with_box else []))
     rules = [parse_rule(s, bounds(model)) for s in specs]
     print(f"input: {inputs.description}")
     print(f"layer {args.layer}: {layer.describe()}, neuron {neuron}"

@@ -53,6 +53,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"{what}: pixel-flipping needs images (C, H, W); one sample has shape {x.shape[1:]}")
     methods = [(label, spec) for label, spec in DEFAULT_METHODS] if not args.rules else \
         [(spec, spec) for spec in args.rules]
+    if not args.rules and bounds(model) is None:  # the default box rules need the model's input bounds
+        left_out = [label for label, spec in methods if catalog.needs_bounds(spec)]
+        methods = [(label, spec) for label, spec in methods if not catalog.needs_bounds(spec)]
+        if left_out:
+            print(f"note: left out {', '.join(left_out)}: the model declares no input bounds (input_low, "
+                  "input_high); give them with lrp-ref convert --set, or name a box rule with low=..,high=.. "
+                  "in --rules")
     built = []
     for label, spec in methods:
         try:

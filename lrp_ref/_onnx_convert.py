@@ -328,6 +328,11 @@ def _identity(imp: Importer, node: Any, attrs: dict[str, Any], where: str) -> No
 
 
 def _softmax(imp: Importer, node: Any, attrs: dict[str, Any], where: str) -> None:
+    rank = len(imp._shape(node.input[0], where)) + 1
+    axis = int(attrs.get("axis", 1 if imp.opset < 13 else -1))  # the default changed in opset 13
+    if _axis(imp, where, axis, rank, "axis") == 0:  # over the batch: samples would mix
+        raise _refuse(imp, where, f"axis {axis} normalises across the batch; only a softmax within each sample (axis "
+                                  "1 or -1) can be dropped")
     imp.builder.softmax(where, node.output[0], node.input[0])
     imp.shapes[node.output[0]] = imp._shape(node.input[0], where)
 

@@ -28,7 +28,7 @@ from . import rules as R
 from .errors import RuleParameterError
 
 __all__ = ["COMPOSITES", "INPUT_ONLY", "METHODS", "MORE_COMPARISON", "RULES", "SEED_COMPARISON", "check_spec",
-           "from_spec", "parameters"]
+           "from_spec", "needs_bounds", "parameters"]
 
 #: The named rules of the catalog (``lrp-ref --rule NAME``) and their constructors.
 RULES: dict[str, Callable[..., R.Rule]] = {
@@ -215,6 +215,15 @@ def _build(spec: str, bounds: tuple[Any, Any] | None) -> R.Rule | C.Composite:
         return built
     except TypeError as exc:
         raise RuleParameterError(f"bad parameters for {name!r}: {exc}") from None
+
+
+def needs_bounds(spec: str) -> bool:
+    """True if ``spec`` names a box rule (zB, epsilon_gamma_box) without ``low=``: it needs the model's bounds."""
+    return any(_parse_name(part) in _NEEDS_BOUNDS and "low=" not in part for part in spec.split("+"))
+
+
+def _parse_name(spec: str) -> str:
+    return spec.strip().partition(":")[0].strip().lower()
 
 
 def from_spec(spec: str, bounds: tuple[Any, Any] | None = None) -> R.Rule | C.Composite:

@@ -77,6 +77,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize  # type: ignore[import-untyped]
 
+from ._checks import is_int, real_number, require_finite
 from .errors import ArgumentError, LrpRefError, ShapeError
 from .graph import Graph
 from .layers import Conv2d, Dense, ReLU
@@ -280,10 +281,10 @@ class TaylorCheck:
 def _neuron(layer: Dense | Conv2d, a: Array, neuron: Any) -> tuple[tuple[int, ...], Array]:
     """The neuron index as a tuple checked against the layer output, and its one-hot (1, *out_shape)."""
     out_shape = layer.output_shape(tuple(a.shape))
-    index = (neuron,) if isinstance(neuron, (int, np.integer)) else tuple(neuron)
-    if len(index) != len(out_shape) or not all(isinstance(i, (int, np.integer)) for i in index) \
+    want = "k" if len(out_shape) == 1 else "(channel, y, x)"
+    index = (neuron,) if is_int(neuron) else tuple(neuron) if isinstance(neuron, (tuple, list, np.ndarray)) else ()
+    if len(index) != len(out_shape) or not all(is_int(i) for i in index) \
             or not all(0 <= i < n for i, n in zip(index, out_shape)):
-        want = "k" if len(out_shape) == 1 else "(channel, y, x)"
         raise ArgumentError(f"neuron must be {want} within the output shape {out_shape} of {layer.describe()}; "
                             f"got {neuron!r}")
     onehot = np.zeros((1, *out_shape), dtype=np.float64)
@@ -460,6 +461,9 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, re
     """
     if not isinstance(layer, (Dense, Conv2d)):
         raise ArgumentError(f"the DTD view takes a Dense or Conv2d layer; got {type(layer).__name__}")
+    relevance = real_number(relevance, "relevance", ArgumentError)
+    if t is not None:
+        t = real_number(t, "t", ArgumentError)
     a = _one_input(layer, a)
     index, onehot = _neuron(layer, a, neuron)
     rule = _as_rule(rule).resolved()
@@ -533,6 +537,7 @@ def expand(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, re
 def _one_input(layer: Dense | Conv2d, a: Any) -> Array:
     """``a`` as one layer input (float64): one sample, or a batch of one."""
     a = np.asarray(a, dtype=np.float64)
+    require_finite(a, "the DTD view's layer input a")
     if _fits(layer, a.shape):
         return a
     if a.ndim > 1 and a.shape[0] == 1 and _fits(layer, a.shape[1:]):
@@ -558,6 +563,7 @@ def check(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, rel
     with the share the rule absorbs.  A mismatch beyond ``rtol * |R_k|`` is a
     ``"mismatch"`` failure.  Parameters as :func:`expand`.
     """
+    rtol = real_number(rtol, "rtol", ArgumentError, minimum=0.0)
     e = expand(layer, a, neuron, rule, relevance=relevance, t=t, direction=direction)
     _, onehot = _neuron(layer, e.a, e.neuron)
     failures = list(e.failures)
@@ -571,10 +577,12 @@ def check(layer: Dense | Conv2d, a: Array, neuron: Any, rule: Rule | str, *, rel
     if np.all(np.isfinite(messages)):
         errors = [float(np.max(np.abs(e.terms - messages))), abs(e.bias_term + e.stabilizer_term - absorbed)]
         max_error = max(errors)
-        if max_error > tolerance:
+        if not max_error <= tolerance:  # a NaN is a mismatch too
             failures.append(Failure("mismatch", f"max |Taylor term - message| = {max_error:.3g} > {tolerance:.0e}"))
     else:
         max_error = float("inf")
+        if not any(f.kind == "rule_refused" for f in failures):
+            failures.append(Failure("mismatch", "the rule's messages are not finite"))
     return TaylorCheck(e, messages, absorbed, max_error, tolerance, tuple(failures))
 
 

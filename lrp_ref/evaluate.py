@@ -32,13 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage  # type: ignore[import-untyped]
 
-from ._checks import real_array, require_finite
+from ._checks import check_int, real_array, real_number, require_finite
 from .composites import Composite
 from .errors import ArgumentError, ShapeError
 from .graph import Graph
@@ -256,8 +256,12 @@ def baseline_images(x: Any, baseline: str | Any, blur_sigma: float = 2.0) -> Arr
         if baseline == "blur":
             return np.asarray(ndimage.gaussian_filter(x, sigma=(0, 0, blur_sigma, blur_sigma), mode="nearest"))
         raise ArgumentError(f"baseline must be one of {', '.join(BASELINES)} or an array; got {baseline!r}")
-    b = _images(np.broadcast_to(real_array(baseline, "baseline"), x.shape), "baseline")
-    return b
+    arr = real_array(baseline, "baseline")
+    try:
+        b = np.broadcast_to(arr, x.shape)
+    except ValueError:
+        raise ShapeError(f"baseline of shape {arr.shape} does not broadcast to x {x.shape}") from None
+    return _images(b, "baseline")
 
 
 def flipping_scores(model: Graph, x: Array, order: Array, target: Array, patch: int, steps: int, per_step: int,
@@ -355,21 +359,29 @@ def pixel_flipping(model: Graph, x: Any, relevances: Mapping[str, Any] | Any, ta
     progress : callable, optional
         Called with the method's name after each curve.
     """
+    from .explain import _targets
+
     x = _images(x, "x")
     n, _, h, w = x.shape
+    per_step = check_int(per_step, "per_step", 1, error=ArgumentError)
+    if steps is not None:
+        steps = check_int(steps, "steps", 1, error=ArgumentError)
+    random_orders = check_int(random_orders, "random_orders", 1, error=ArgumentError)
+    seed = check_int(seed, "seed", 0, error=ArgumentError)
+    blur_sigma = real_number(blur_sigma, "blur_sigma", ArgumentError)
+    if not blur_sigma > 0:
+        raise ArgumentError(f"blur_sigma must be > 0 (pixels); got {blur_sigma}")
     out = model.forward(x)
-    if target is None:
-        t = np.argmax(out, axis=1)
-    else:
-        t = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
-        if np.any((t < 0) | (t >= out.shape[1])):
-            raise ArgumentError(f"target must lie in 0..{out.shape[1] - 1}; got {t.tolist()}")
+    t = _targets(target, out)
     if not isinstance(relevances, Mapping):
         relevances = {"relevance": relevances}
+    for name, R in relevances.items():
+        shape = _images(R, f"relevance {name!r}").shape
+        if shape[0] != n:
+            raise ShapeError(f"relevance {name!r} holds {shape[0]} samples; x holds {n}")
+        if shape[2:] != (h, w):
+            raise ShapeError(f"relevance {name!r} has images of {shape[2]}x{shape[3]}; x has {h}x{w}")
     scores = {name: patch_scores(R, patch) for name, R in relevances.items()}
-    for name, s in scores.items():
-        if s.shape[0] != n:
-            raise ShapeError(f"relevance {name!r} holds {s.shape[0]} samples; x holds {n}")
     n_patches = (h // patch) * (w // patch)
     if per_step < 1 or per_step > n_patches:
         raise ArgumentError(f"per_step must lie in 1..{n_patches} (the number of patches); got {per_step}")
@@ -413,7 +425,8 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | str | Ru
     list) or a name of :mod:`lrp_ref.catalog` (``"epsilon:epsilon=0.25"``,
     ``"zbox+epsilon"``; box rules take the model's ``input_low`` and
     ``input_high``).  Default: the seed's rule comparison
-    (:data:`lrp_ref.catalog.SEED_COMPARISON`).  Keyword arguments go to
+    (:data:`lrp_ref.catalog.SEED_COMPARISON`; its zB methods only if the model
+    declares ``input_low`` and ``input_high``).  Keyword arguments go to
     :func:`pixel_flipping`.  One rule, composite or name alone is one method.
     """
     from . import catalog
@@ -423,11 +436,18 @@ def evaluate(model: Graph, x: Any, methods: Sequence[tuple[str, Any]] | str | Ru
     x = _images(x, "x")
     t = np.argmax(model.forward(x), axis=1) if target is None else np.broadcast_to(target, (len(x),))
     relevances: dict[str, Any] = {}
-    if methods is None:
-        methods = catalog.SEED_COMPARISON
+    pairs: Sequence[tuple[str, Any]]
+    if methods is None:  # without the model's input bounds, the box rules are left out
+        pairs = [(label, spec) for label, spec in catalog.SEED_COMPARISON
+                 if bounds(model) is not None or not catalog.needs_bounds(spec)]
     elif isinstance(methods, (str, Rule, Composite)):
-        methods = [(methods if isinstance(methods, str) else repr(methods), methods)]
-    for label, rules in methods:
+        pairs = [(methods if isinstance(methods, str) else repr(methods), methods)]
+    elif isinstance(methods, Sequence) and all(isinstance(m, tuple) and len(m) == 2 for m in methods):
+        pairs = cast("Sequence[tuple[str, Any]]", methods)
+    else:
+        raise ArgumentError("methods must be a rule, a composite, a name, or a list of (label, rules) pairs, "
+                            f"e.g. [('LRP-0', 'lrp0')]; got {methods!r}")
+    for label, rules in pairs:
         chosen = catalog.from_spec(rules, bounds(model)) if isinstance(rules, str) else rules
         relevances[label] = explain(model, x, chosen, target=t).relevance
     if gradient_x_input:

@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 import lrp_ref
 from lrp_ref import Conv2d, Dense, dtd, rules
 from lrp_ref.cli import main
-from lrp_ref.errors import ArgumentError
+from lrp_ref.errors import ArgumentError, NonFiniteError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-10
@@ -185,6 +185,32 @@ def test_failure_reports() -> None:
         dtd.expand(layer, np.array([2.0, 0.0, 0.0]), 3, rules.ZPlus())
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_refused_by_name(bad: float) -> None:
+    """A NaN or inf input is named as such, not reported as an inactive neuron with z_k = nan."""
+    layer = Dense(np.array([[1.0, 1.0]]), np.array([0.5]))
+    with pytest.raises(NonFiniteError, match="must be finite"):
+        dtd.check(layer, np.array([1.0, bad]), 0, rules.ZPlus())
+
+
+def test_bad_arguments_are_refused_not_passed() -> None:
+    """A NaN relevance or root parameter must not yield a check that reports ok; bad types are named."""
+    layer = Dense(np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([0.5, 0.0]))
+    a = np.array([1.0, 1.0])
+    assert dtd.check(layer, a, 0, rules.ZPlus()).ok  # the valid call
+    for relevance in (float("nan"), float("inf"), "2", True):
+        with pytest.raises(ArgumentError, match="relevance must be"):
+            dtd.check(layer, a, 0, rules.ZPlus(), relevance=relevance)
+    for t in (float("nan"), float("inf")):
+        with pytest.raises(ArgumentError, match="t must be"):
+            dtd.check(layer, a, 0, rules.ZPlus(), t=t)
+    for neuron in (0.0, True, None, "0"):
+        with pytest.raises(ArgumentError, match="neuron must be"):
+            dtd.check(layer, a, neuron, rules.ZPlus())
+    with pytest.raises(ArgumentError, match="rtol must be"):
+        dtd.check(layer, a, 0, rules.ZPlus(), rtol=-1.0)
+
+
 def test_shipped_models_and_table() -> None:
     model = lrp_ref.load(ROOT / "weights" / "mnist_mlp.h5")
     rng = np.random.default_rng(0)
@@ -211,4 +237,22 @@ def test_cli_prints_the_table_and_writes_the_figure(tmp_path: Path, capsys: pyte
     assert (tmp_path / "dtd.png").is_file()
     status = main(["dtd", "--model", str(ROOT / "weights" / "mnist_cnn.h5"), "--layer", "1"])
     assert status == 2
-    assert "Dense or Conv2d" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Dense or Conv2d" in err
+    assert "--layer 1 is ReLU(); the DTD view takes a Dense or Conv2d layer: 0, 3, 7, 9" in err, err  # said once
+
+
+def test_cli_default_rules_skip_zb_without_input_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On the first layer of a model that declares no input bounds, the default rules leave zB out (no error)."""
+    rng = np.random.default_rng(3)
+    model = lrp_ref.Sequential([Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)), lrp_ref.ReLU(),
+                                lrp_ref.Flatten(), Dense(rng.normal(size=(2, 3 * 4 * 4)), None)])
+    lrp_ref.save(model, tmp_path / "m.h5")
+    np.save(tmp_path / "x.npy", rng.uniform(0, 1, size=(2, 6, 6)))
+    status = main(["dtd", "--model", str(tmp_path / "m.h5"), "--input", str(tmp_path / "x.npy"), "--layer", "0"])
+    captured = capsys.readouterr()
+    assert status in (0, 1), captured.err
+    assert "WSquare()" in captured.out and "ZBox" not in captured.out
+    status = main(["dtd", "--model", str(tmp_path / "m.h5"), "--input", str(tmp_path / "x.npy"), "--layer", "0",
+                   "--rule", "zb"])
+    assert status == 2 and "zB needs the input bounds" in capsys.readouterr().err  # asked for by name: refused

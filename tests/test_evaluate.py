@@ -170,6 +170,30 @@ def test_degenerate_inputs() -> None:
         evaluate.pixel_flipping(model, x, {"R": x}, patch=2, baseline="noise")
 
 
+def test_bad_arguments_name_what_was_expected() -> None:
+    """The Python API refuses bad arguments with lrp_ref's errors naming them, not with NumPy's internals."""
+    rng = np.random.default_rng(5)
+    model = random_cnn(rng)
+    x = rng.uniform(0, 1, size=(2, 2, 8, 8))
+    flip = evaluate.pixel_flipping
+    with pytest.raises(lrp_ref.ShapeError, match=r"relevance 'R' has images of 4x4; x has 8x8"):
+        flip(model, x, {"R": x[:, :, :4, :4]}, patch=2)
+    with pytest.raises(lrp_ref.TargetError, match="target must be an int"):
+        flip(model, x, {"R": x}, target=1.5)
+    for name, value in (("steps", 2.5), ("per_step", 1.5), ("random_orders", 2.0), ("seed", -1)):
+        with pytest.raises(ArgumentError, match=f"{name} must be"):
+            flip(model, x, {"R": x}, **{name: value})
+    for sigma in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ArgumentError, match="blur_sigma must be"):
+            flip(model, x, {"R": x}, baseline="blur", blur_sigma=sigma)
+    with pytest.raises(lrp_ref.ShapeError, match=r"baseline of shape \(3, 3\) does not broadcast to x \(2, 2, 8, 8\)"):
+        flip(model, x, {"R": x}, baseline=np.zeros((3, 3)))
+    with pytest.raises(ArgumentError, match=r"methods must be"):
+        evaluate.evaluate(model, x, 42)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match=r"methods must be"):
+        evaluate.evaluate(model, x, ["lrp0", "epsilon"])  # type: ignore[list-item]
+
+
 def test_cli_writes_plot_and_tables_reproducibly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     args = ["evaluate", "--model", str(ROOT / "weights" / "mnist_mlp.h5"), "--limit", "3", "--rules", "lrp0",
@@ -208,3 +232,29 @@ def test_readme_aopc_cells_are_what_the_code_measures() -> None:
                                baseline="zero", seed=0, random_orders=5)
     assert row["LRP-0"][column].strip("*") == f"{result.methods[0].aopc:.2f}"
     assert row["random (5 seeds, mean ± s.d.)"][column] == f"{result.random.aopc:.2f} ± {result.random.spread:.2f}"
+
+
+def test_default_methods_leave_box_rules_out_without_input_bounds(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A model without input_low/input_high (an ONNX import, a torch conversion): the default comparison runs
+    without the zB methods instead of failing on a rule the user never asked for; asked for by name, zB is refused."""
+    rng = np.random.default_rng(6)
+    model = random_cnn(rng)
+    assert "input_low" not in model.metadata
+    x = rng.uniform(0, 1, size=(2, 2, 8, 8))
+    result = evaluate.evaluate(model, x, patch=2, random_orders=2)
+    names = {c.method for c in result.methods}
+    assert "LRP-0" in names and "gradient x input" in names and not any("zB" in n for n in names), names
+    with pytest.raises(lrp_ref.RuleParameterError, match="zbox needs input bounds"):
+        evaluate.evaluate(model, x, [("zB", "zbox+epsilon")], patch=2)
+    lrp_ref.save(model, tmp_path / "m.h5")
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["images"] = x
+        f["labels"] = np.zeros(2, dtype=np.int64)
+    status = main(["evaluate", "--model", str(tmp_path / "m.h5"), "--samples", str(tmp_path / "s.h5"),
+                   "--preprocessed", "--random-orders", "2", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "left out" in captured.out and "zB" in captured.out
+    table = (tmp_path / "out" / "aopc.md").read_text()
+    assert "LRP-0" in table and "zB" not in table

@@ -418,6 +418,22 @@ def test_softmax_must_end_the_model_and_other_activations_are_refused():
     refused(model(nodes, {"W": w(4, 5)}, (5,)), r"node 'ls' \(LogSoftmax\): operator LogSoftmax is not supported")
 
 
+@pytest.mark.parametrize("opset, axis", [(11, 0), (13, 0), (13, -2), (17, 0)])
+def test_softmax_across_the_batch_is_refused(opset, axis):
+    """A softmax over axis 0 mixes the samples: dropping it would change each sample's argmax; it is refused."""
+    nodes = [node("Gemm", ["x", "W"], ["h"], transB=1), node("Softmax", ["h"], ["y"], axis=axis, name="sm")]
+    m = model(nodes, {"W": w(4, 5)}, (5,), opset=opset)
+    refused(m, r"node 'sm' \(Softmax\): .*axis .*batch")
+
+
+@pytest.mark.parametrize("opset, axis", [(11, None), (11, 1), (11, -1), (13, None), (13, 1), (13, -1)])
+def test_softmax_over_the_classes_is_dropped(opset, axis):
+    attrs = {} if axis is None else {"axis": axis}
+    nodes = [node("Gemm", ["x", "W"], ["h"], transB=1), node("Softmax", ["h"], ["y"], name="sm", **attrs)]
+    ours = L.from_onnx(model(nodes, {"W": w(4, 5)}, (5,), opset=opset))
+    assert "softmax" in " ".join(ours.metadata["import_notes"])
+
+
 def test_shape_arithmetic_with_slice_mul_div_cast_and_squeeze():
     # target = Concat(Slice(Shape(x), 0, 1), Unsqueeze(Cast(Div(Mul(Mul(C, H), W) * 2, 2)))) = (N, C*H*W)
     nodes = [node("Conv", ["x", "W"], ["c"]), node("Shape", ["c"], ["s"]),
