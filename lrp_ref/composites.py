@@ -329,8 +329,9 @@ class TopLayerComposite(Composite):
 
     Average pooling (``AvgPool2d``, ``AdaptiveAvgPool2d``) takes ``pooling``;
     an ``input_rule``, if given, replaces ``rest`` on the layers that read the
-    model input.  Every other node (ReLU, Flatten, max pooling, batch norm,
-    merges) takes the profile's default.
+    model input; residual sums (:class:`~lrp_ref.merge.Add`) take ``merge``
+    if given.  Every other node (ReLU, Flatten, max pooling, batch norm, and
+    merges without ``merge``) takes the profile's default.
     """
 
     name: str
@@ -338,6 +339,7 @@ class TopLayerComposite(Composite):
     rest: Rule
     pooling: Rule
     input_rule: Rule | None = None
+    merge: Rule | None = None
 
     def assign(self, model: Graph) -> list[Rule | None]:
         linear = [i for i, layer in enumerate(model) if isinstance(layer, (Dense, Conv2d))]
@@ -353,6 +355,8 @@ class TopLayerComposite(Composite):
                 rule = self.input_rule if self.input_rule is not None and depth[i] == 1 else self.rest
             elif isinstance(layer, (AvgPool2d, AdaptiveAvgPool2d)):
                 rule = self.pooling
+            elif isinstance(layer, Add) and self.merge is not None:
+                rule = self.merge
             rules.append(rule)
         return rules
 
@@ -366,13 +370,19 @@ def excitation_backprop(contrastive: bool = False) -> TopLayerComposite:
     ``f_t(x)`` times the winning probabilities;
     :func:`lrp_ref.excitation.explain_excitation` starts from probability 1.
     See :mod:`lrp_ref.excitation` for the formulas and the relation to z+.
+
+    Residual sums (:class:`~lrp_ref.merge.Add`, which Zhang et al.'s networks
+    do not have) pass the probability on in proportion to the positive part of
+    each input, ``ZPlus(bias="none")``: a sum is a layer with weights 1, and
+    its inputs (pre-activations of a residual branch) can be negative, where
+    the excitatory input of MWP is ``a+``.  Every value stays a probability.
     """
     if not isinstance(contrastive, bool):
         raise RuleParameterError(f"excitation_backprop: contrastive must be True or False; got {contrastive!r}")
     mwp = ExcitationBackprop()
     top: Rule = ContrastiveExcitation() if contrastive else mwp
     return TopLayerComposite("excitation_backprop" + ("_contrastive" if contrastive else ""), top=top, rest=mwp,
-                             pooling=mwp)
+                             pooling=mwp, merge=ZPlus(bias="none", stabilizer=0.0))
 
 
 def rap(input_rule: Rule | None = None) -> TopLayerComposite:

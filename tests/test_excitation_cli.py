@@ -64,6 +64,21 @@ def _digit(model, index):
     return (raw * model.metadata["input_scale"] + model.metadata["input_offset"])[None, None]
 
 
+@pytest.mark.parametrize("canonized", [False, True])
+def test_excitation_on_the_resnet_stays_a_probability(canonized):
+    """Residual sums pass the probability by the positive parts of their inputs: nothing negative, nothing created."""
+    from lrp_ref.excitation import explain_excitation
+
+    model = lrp_ref.load(RESNET)
+    if canonized:
+        model = lrp_ref.canonize(model)
+    for index in (0, 5, 17):
+        e = explain_excitation(model, _digit(model, index))
+        assert min(float(r.min()) for r in e.layers) >= 0.0
+        assert 0.0 < e.relevance.sum() <= 1.0 + 1e-12
+        assert_allclose(e.relevance.sum() + e.ledger.absorbed[0], 1.0, rtol=1e-12)
+
+
 def test_resnet_runs_both_methods():
     model = lrp_ref.load(RESNET)
     x = _digit(model, 5)
