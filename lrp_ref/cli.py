@@ -341,12 +341,36 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def runnable_specs(specs: Sequence[tuple[str, str]], model: Graph) -> tuple[list[tuple[str, str]], str | None]:
+    """The (label, spec) pairs that can run on ``model``, and a note naming those left out.
+
+    zB needs the model's input bounds (metadata ``input_low``/``input_high``); a
+    model without them (an ONNX or Keras import) skips the zB rules instead of failing.
+    """
+    if bounds(model) is not None:
+        return list(specs), None
+    kept = [(label_text, spec) for label_text, spec in specs if not catalog.needs_bounds(spec)]
+    left = [label_text for label_text, spec in specs if catalog.needs_bounds(spec)]
+    if not left:
+        return kept, None
+    return kept, (f"note: left out {', '.join(left)}: the model declares no input bounds (metadata input_low and "
+                  "input_high), which zB needs; a converted model gets them with lrp-ref convert "
+                  "--set input_low=L --set input_high=H")
+
+
 def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = False
-                     ) -> tuple[list[tuple[str, Explanation]], list[str]]:
-    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON): (label, explanation) per rule, notes."""
+                     ) -> tuple[list[tuple[str, Explanation]], list[str], int]:
+    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON).
+
+    Returns (label, explanation) per rule, notes, and how many of the runs are
+    the seed's rules (the rest, with ``more``, start a row of their own).
+    """
     runs: list[tuple[str, Explanation]] = []
     notes = []
-    specs = catalog.SEED_COMPARISON + (catalog.MORE_COMPARISON if more else ())
+    seed, left_out = runnable_specs(catalog.SEED_COMPARISON, model)
+    if left_out:
+        notes.append(left_out)
+    specs = seed + list(catalog.MORE_COMPARISON if more else ())
     progress = Progress(len(specs), "rules")
     for label_text, spec in specs:
         rules = build_for_comparison(spec, model)
@@ -356,13 +380,13 @@ def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = Fa
         e.ledger.check_balance()
         runs.append((label_text, e))
         progress.step(label_text)
-    return runs, notes
+    return runs, notes, len(seed)
 
 
 def cmd_compare_rules(args: argparse.Namespace) -> int:
     check_out(args.out)
     paths = [args.model, *(args.also_model or [])]
-    blocks: list[tuple[str, Graph, Inputs, list[tuple[str, Explanation]]]] = []  # per model
+    blocks: list[tuple[str, Graph, Inputs, list[tuple[str, Explanation]], int]] = []  # per model
     for path in paths:
         model = explained_model(args, path)
         inputs = get_inputs(args, model)
@@ -376,9 +400,9 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                            f"{len(blocks[0][2].x)}")
         check_target(args.target, model, x)
         print(f"{Path(path).stem}: input: {inputs.description}" if len(paths) > 1 else f"input: {inputs.description}")
-        runs, notes = _rule_comparison(model, x, args.target, args.more)
+        runs, notes, n_seed = _rule_comparison(model, x, args.target, args.more)
         print("\n".join(notes), end="\n" if notes else "")
-        blocks.append((Path(path).stem, model, inputs, runs))
+        blocks.append((Path(path).stem, model, inputs, runs, n_seed))
     inputs = blocks[0][2]
     n = len(inputs.x)
     out_dir, fmt = prepare_out(args.out), _numbered(n)
@@ -386,7 +410,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     figures = Progress(n, "figures") if inputs.batched else None
     for i in range(n):
         groups, headline, lines = [], [], []  # lines: the table, printed above the progress bar
-        for name, model, model_inputs, runs in blocks:
+        for name, model, model_inputs, runs, n_seed in blocks:
             first = runs[0][1]
             assert first.target is not None
             target = int(first.target[i])
@@ -403,7 +427,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                              f"{_worst_residual(e, i):>19.2e}")
                 panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
-            seed = len(catalog.SEED_COMPARISON)  # --more: the methods beyond LRP start a row of their own
+            seed = n_seed  # --more: the methods beyond LRP start a row of their own
             groups.append((name if several else "", model_inputs.x[i], panels[:seed], caption if several else ""))
             if panels[seed:]:
                 heading = f"{name}: beyond LRP" if several else "beyond LRP"
@@ -446,6 +470,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     specs = [(label, spec) for label, spec in catalog.SEED_COMPARISON]
     specs += [(name, name) for name in catalog.COMPOSITES if name not in {s for _, s in specs}]
     specs += [(name, name) for name in catalog.RULES if name not in {s for _, s in specs} | catalog.INPUT_ONLY]
+    specs, left_out = runnable_specs(specs, model)
+    if left_out:
+        print(left_out)
     correct = int(np.sum(np.argmax(model.forward(x), axis=1) == labels))
     print(f"{len(x)} samples from {samples} ({layout}; {values}), {correct} classified correctly")
     print(f"{'rule':<30} {'max layer residual':>19} {'absorbed / |f(x)|':>18}  status")
