@@ -266,6 +266,7 @@ BAD = {
     "NaN": (with_pixel("NaN"), "NaN"),
     "Infinity": (with_pixel("-Infinity"), "Infinity"),
     "overflow to inf": (with_pixel("1e999"), "finite"),
+    "integer beyond float64": (with_pixel("1" + "0" * 400), "0..255"),
     "string pixel": (with_pixel('"12"'), "image[3][4]"),
     "bool pixel": (with_pixel("true"), "a boolean"),
     "above 255": (with_pixel("300"), "found 300"),
@@ -427,6 +428,7 @@ def test_start_inside_the_model_equals_lrp_ref(server, case):
     ({"start_at": 3, "neuron": 0, "layer": 9}, "layer 9 lies above the start"),
     ({"start_at": 0, "neuron": [[True, False], [False]]}, "ragged"),
     ({"start_at": 7, "start_relevance": [1, "x"]}, "start_relevance must be nested arrays of numbers"),
+    ({"start_at": 7, "start_relevance": [10**400] + [1] * 99}, "start_relevance must hold finite numbers"),
 ])
 def test_bad_start_is_a_400(server, fields, words):
     if "start_at" not in inspect.signature(explain).parameters:
