@@ -285,6 +285,7 @@ BAD = {
     "malformed JSON": (b'{"model": "cnn", "image": [', "malformed JSON"),
     "not UTF-8": (b'{"model": "\xff"}', "UTF-8"),
     "empty body": (b"", "malformed JSON"),
+    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
 }
 
 

@@ -208,6 +208,10 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:  # json.JSONDecodeError and the NaN/Infinity refusal
             self._error(HTTPStatus.BAD_REQUEST, f"expected a JSON body; found malformed JSON: {exc}")
             return
+        except RecursionError:  # json's decoder recurses once per nested array or object
+            self._error(HTTPStatus.BAD_REQUEST, "expected a JSON body of arrays at most a few levels deep (the image "
+                                                "has two); found arrays or objects nested too deeply to decode")
+            return
         self._json(HTTPStatus.OK, self.server.demo.explain(body))
 
     def _guard(self, action: Callable[[], None]) -> None:
