@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shutil
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -174,6 +175,16 @@ def test_the_cli_reference_lists_every_subcommand():
     html = (site / "cli.html").read_text(encoding="utf-8")
     for name in subcommands():
         assert f'id="lrp-ref-{name}"' in html, name
+
+
+def test_the_cli_reference_fits_the_page_width():
+    # furo's text column shows about 90 characters of a code block; longer lines hide behind a scroll bar.
+    # argparse cannot wrap the list of subcommands, one word; it wraps everything else to COLUMNS.
+    site = built_site()
+    blocks = re.findall(r"<pre>(.*?)</pre>", (site / "cli.html").read_text(encoding="utf-8"), flags=re.DOTALL)
+    text = unescape(re.sub(r"<[^>]+>", "", "\n".join(blocks)))
+    long = [line for line in text.splitlines() if len(line) > 88 and not line.strip().startswith("{")]
+    assert not long, f"{len(long)} lines of the CLI reference wider than 88 characters, e.g. {long[:3]}"
 
 
 def test_math_renders_offline():
