@@ -77,6 +77,16 @@ def test_every_python_block_of_the_pages_runs(page, tmp_path, monkeypatch):
             raise AssertionError(f"docs/{page}, python block {k}: {type(exc).__name__}: {exc}") from exc
 
 
+def test_the_tutorial_writes_its_formulas_as_math():
+    # the site renders $...$ and $$...$$ (MyST dollarmath, MathJax), and so does GitHub; a formula in a code span
+    # or an indented code block stays plain text beside the rendered ones of the API reference
+    text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    as_code = re.findall(r"`[^`\n]*\bsum_[^`\n]*`|^ {4}\S.*\bsum_.*$", prose, flags=re.MULTILINE)
+    assert not as_code, f"formulas written as code, not math: {as_code}"
+    assert prose.count("$$") >= 2 and r"\frac" in prose
+
+
 def test_the_vectors_page_reads_a_committed_vector(monkeypatch):
     monkeypatch.chdir(ROOT)
     namespace, printed = run_block(python_blocks(DOCS / "vectors.md")[0])
@@ -175,6 +185,13 @@ def test_the_cli_reference_lists_every_subcommand():
     html = (site / "cli.html").read_text(encoding="utf-8")
     for name in subcommands():
         assert f'id="lrp-ref-{name}"' in html, name
+
+
+def test_the_tutorial_formulas_are_math_on_the_site():
+    site = built_site()
+    page = (site / "tutorial.html").read_text(encoding="utf-8")
+    assert page.count('class="math') >= 4
+    assert "R_j = sum_k" not in page and r"\frac{a_j w_{jk}}{z_k}" in page
 
 
 def test_the_cli_reference_fits_the_page_width():
