@@ -87,6 +87,13 @@ def test_the_tutorial_writes_its_formulas_as_math():
     assert prose.count("$$") >= 2 and r"\frac" in prose
 
 
+@pytest.mark.parametrize("page", [p.name for p in doc_pages() if python_blocks(p)])
+def test_the_code_blocks_write_greek_letters_as_letters(page):
+    # a student reads "LRP-ε", not "LRP-\\u03b5"; the blocks run as UTF-8 either way
+    escapes = [m for block in python_blocks(DOCS / page) for m in re.findall(r"\\u[0-9a-fA-F]{4}", block)]
+    assert not escapes, f"{page}: unicode escapes in its code: {escapes}"
+
+
 def test_the_vectors_page_reads_a_committed_vector(monkeypatch):
     monkeypatch.chdir(ROOT)
     namespace, printed = run_block(python_blocks(DOCS / "vectors.md")[0])
