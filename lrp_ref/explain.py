@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import as_float_array, real_array, require_finite
+from ._checks import as_float_array, is_int, real_array, require_finite
 from ._start import Start, ancestors, check_output_start, plan_start
 from .composites import Composite, TopLayerComposite, resolve_rules
 from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
@@ -107,6 +107,8 @@ def _targets(target: Any, output: Array) -> Array:
     if target is None:
         return np.argmax(output, axis=1)
     t = np.asarray(target)
+    if t.dtype == object and t.size and all(is_int(v) for v in t.ravel()):  # Python ints beyond int64
+        raise TargetError(f"target must lie in [0, {n_out - 1}] for a model with {n_out} outputs; got {target!r}")
     if t.dtype.kind not in "iu":
         raise TargetError(f"target must be an int or an array of ints; got {target!r}")
     if t.ndim == 0:
