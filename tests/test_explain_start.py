@@ -398,3 +398,14 @@ def test_mwp_is_one_rule_throughout_and_starts_anywhere(cnn, digits) -> None:
     rules[0] = rules[3] = rules[7] = rules[9] = mwp.rest
     assert_allclose(e.relevance, lrp_ref.explain(cnn, digits[:1], rules, start_at=3, neuron=(1, 3, 7)).relevance,
                     rtol=0, atol=0)
+
+
+def test_a_batch_norm_merged_by_canonize_is_named_as_such(resnet, digits) -> None:
+    merged = lrp_ref.canonize(resnet)
+    with pytest.raises(TargetError, match=r"'layer1_bn2' is a batch norm that canonize merged into the node before "
+                                          r"it.*did you mean 'layer1_conv2'"):
+        lrp_ref.explain(merged, digits[:1], R.Epsilon(0.1), start_at="layer1_bn2", channel=0)
+    # its output is the merged convolution's, up to the rounding of the merge
+    here = lrp_ref.explain(resnet, digits[:1], R.Epsilon(0.1), start_at="layer1_bn2", channel=0)
+    there = lrp_ref.explain(merged, digits[:1], R.Epsilon(0.1), start_at="layer1_conv2", channel=0)
+    assert_allclose(there.score, here.score, rtol=1e-10)
