@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from . import catalog
 from ._cli_inputs import CliError
 from .composites import Composite, LayerTypeComposite
@@ -36,8 +38,19 @@ def _spec_of(rule: Rule) -> str | None:
         if f.name not in settable and value is not None:
             return None  # a convention set by the composite: not expressible as key=value
         if f.name in settable and value is not None:
-            params.append(f"{f.name}={value!r}")
+            number = _number(value)
+            if number is None:
+                return None  # per-channel bounds (arrays): no key=value for them
+            params.append(f"{f.name}={number}")
     return names[0] + (":" + ",".join(params) if params else "")
+
+
+def _number(value: Any) -> str | None:
+    """A parameter as ``--rule`` reads it (``0.0``, ``1e-06``, ``2``; a 0-d array as its number), else None."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iuf":
+        return None
+    return repr(arr.item()).replace("e+", "e")  # the catalog reads 1e20, not 1e+20
 
 
 def unused_parts(composite: Composite, model: Graph) -> str | None:

@@ -69,6 +69,10 @@ def node_index(model: Graph, start_at: Any) -> int:
     close = difflib.get_close_matches(start_at, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     listing = f"0..{len(model) - 1}" if isinstance(model, Sequential) else ", ".join(names)
+    merged = model.metadata.get("canonized", ())
+    if not isinstance(model, Sequential) and start_at in [str(name) for name in merged]:
+        raise TargetError(f"start_at={start_at!r} is a batch norm that canonize merged into the node before it, "
+                          f"which now computes its output: start at that node ({hint}its nodes are {listing})")
     raise TargetError(f"start_at={start_at!r} names no node of this model; {hint}its nodes are {listing}")
 
 

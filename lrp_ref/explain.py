@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import as_float_array, real_array, require_finite
+from ._checks import as_float_array, is_int, real_array, require_finite
 from ._start import Start, ancestors, check_output_start, plan_start
-from .composites import Composite, resolve_rules
+from .composites import Composite, TopLayerComposite, resolve_rules
 from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
 from .graph import Graph, Sequential
 from .ledger import LayerBalance, Ledger
@@ -107,6 +107,8 @@ def _targets(target: Any, output: Array) -> Array:
     if target is None:
         return np.argmax(output, axis=1)
     t = np.asarray(target)
+    if t.dtype == object and t.size and all(is_int(v) for v in t.ravel()):  # Python ints beyond int64
+        raise TargetError(f"target must lie in [0, {n_out - 1}] for a model with {n_out} outputs; got {target!r}")
     if t.dtype.kind not in "iu":
         raise TargetError(f"target must be an int or an array of ints; got {target!r}")
     if t.ndim == 0:
@@ -195,7 +197,8 @@ def explain(
     ArgumentError
         If ``model`` is not a Graph (or Sequential) or ``profile`` neither a name nor a Profile;
         for ``target`` or ``output_relevance`` with ``start_at``, and unless exactly one of
-        ``neuron``, ``channel``, ``start_relevance`` comes with ``start_at`` (and none without).
+        ``neuron``, ``channel``, ``start_relevance`` comes with ``start_at`` (and none without);
+        for a method with its own output-layer rule (c-MWP, RAP) and a ``start_at`` below that layer.
 
     Examples
     --------
@@ -222,6 +225,8 @@ def explain(
             if entry is not None and not isinstance(entry, Rule):
                 raise RuleAssignmentError(f"rules[{i}] must be a Rule or None (the layer's default); "
                                           f"got {type(entry).__name__}")
+    if start is not None and isinstance(rules, TopLayerComposite):
+        _check_top_rule_reached(rules, model, start)
     conventions = get_profile(profile)
     layer_rules = [conventions.resolve(rule, layer)
                    for rule, layer in zip(resolve_rules(rules, model, conventions.default_rule), model)]
@@ -294,6 +299,25 @@ def explain(
         start_at=None if start is None else start.name,
         description=_output_description(chosen, conventions) if start is None else start.description,
     )
+
+
+def _check_top_rule_reached(rules: TopLayerComposite, model: Graph, start: Start) -> None:
+    """Refuse a start below the output layer for a method whose output layer has its own rule (c-MWP, RAP).
+
+    The sweep from ``start_at`` never reaches that layer, so the map would be
+    that of the rule below it alone, under the method's name.
+    """
+    if rules.top == rules.rest:
+        return
+    assigned = rules.assign(model)
+    top = next(i for i in reversed(range(len(model))) if assigned[i] is rules.top)
+    if top > start.node:
+        raise ArgumentError(
+            f"{rules.name} is defined from the output layer: it puts {rules.top!r} on {_where(model, top)} and "
+            f"{rules.rest!r} below it; start_at={start.name!r} lies below that layer, so the sweep would skip it and "
+            f"give {rules.rest!r}'s map alone, not {rules.name}'s. Explain an output neuron (target=), or pass a "
+            "list of rules to start inside the model"
+        )
 
 
 def _unreached(i: int, model: Graph, n: int) -> LayerBalance:

@@ -468,6 +468,29 @@ def test_epsilon_gamma_box_on_an_mlp_is_refused(capsys, tmp_path):
                "--out", tmp_path)[0] == 0
 
 
+def test_the_spec_a_refusal_suggests_runs_and_computes_the_composite(capsys, tmp_path):
+    # one convolution, first: epsilon_gamma_box's zB reaches it but its gamma (other convolutions) does not; the
+    # bounds come from the file's metadata, and the suggested --rule must be one the command line can read
+    rng = np.random.default_rng(3)
+    conv = lrp_ref.Conv2d(rng.normal(size=(2, 1, 3, 3)), np.zeros(2))
+    dense = lrp_ref.Dense(rng.normal(size=(3, 2 * 26 * 26)) * 0.05, np.zeros(3))
+    model = lrp_ref.Sequential([conv, lrp_ref.ReLU(), lrp_ref.Flatten(), dense])
+    path = tmp_path / "one_conv.h5"
+    lrp_ref.save(model, path, metadata={"input_shape": [1, 28, 28], "input_scale": 1 / 255, "input_offset": 0.0,
+                                        "input_low": 0.0, "input_high": 1.0})
+    args = ("explain", "--model", path, "--samples", SAMPLES, "--input", "sample:0", "--out", tmp_path)
+    code, _, err = cli(capsys, *args, "--rule", "epsilon_gamma_box")
+    assert_one_line_error(code, err, "the same as --rule ")
+    suggested = err.split("the same as --rule ", 1)[1].split(";", 1)[0]
+    assert "array" not in suggested, suggested
+    code, _, err = cli(capsys, *args, "--rule", suggested)
+    assert code == 0, err
+    loaded = lrp_ref.load(path)
+    composite = lrp_ref.composites.epsilon_gamma_box(low=0.0, high=1.0)
+    expected = lrp_ref.explain(loaded, model_input(raw_images(0), loaded), composite).relevance[0]
+    assert_allclose(np.load(tmp_path / "relevance.npy"), expected, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("args, fragments", [
     (("--input", "sample:0", "--rule", "lrp0", "--taget", "3"), ["unrecognized arguments: --taget 3",
                                                                   "did you mean --target?"]),

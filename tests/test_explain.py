@@ -214,6 +214,8 @@ def test_unbatched_input_refused():
     (-1, r"target must lie in \[0, 2\]"),
     (np.array([0, 1]), r"shape \(3,\)"),
     (1.5, "array of ints"),
+    (10**30, r"target must lie in \[0, 2\] for a model with 3 outputs; got 1000000000000000000000000000000"),
+    ([0, 10**30, 1], r"target must lie in \[0, 2\]"),
 ])
 def test_bad_target_refused(cnn, x_cnn, target, message):
     with pytest.raises(L.TargetError, match=message):

@@ -378,3 +378,34 @@ def test_nodes_above_the_start_are_not_swept(cnn, digits) -> None:
         lrp_ref.explain(cnn, digits[:1], rules)
     e = lrp_ref.explain(cnn, digits[:1], rules, start_at=4, channel=0)
     assert len(e.layers) == 6 and len(e.ledger.entries) == 5
+
+
+@pytest.mark.parametrize("method", [C.excitation_backprop(contrastive=True), C.rap()])
+def test_a_method_defined_from_the_output_layer_refuses_a_start_below_it(cnn, digits, method) -> None:
+    # c-MWP subtracts the dual unit's map at the output layer, RAP shares f(x) by |a_j w_jk| there; a start
+    # below that layer would skip it and quietly return another method's map under this one's name
+    with pytest.raises(ArgumentError, match=rf"{method.name}.*output layer.*layer 9.*start_at"):
+        lrp_ref.explain(cnn, digits[:1], method, start_at=3, neuron=(1, 3, 7))
+    # starting at the output layer itself keeps its rule in the sweep
+    e = lrp_ref.explain(cnn, digits[:1], method, start_at=9, neuron=int(np.argmax(cnn.forward(digits[:1]))))
+    assert e.rules[9] == method.top
+
+
+def test_mwp_is_one_rule_throughout_and_starts_anywhere(cnn, digits) -> None:
+    mwp = C.excitation_backprop()
+    e = lrp_ref.explain(cnn, digits[:1], mwp, start_at=3, neuron=(1, 3, 7))
+    rules = [None] * len(cnn)
+    rules[0] = rules[3] = rules[7] = rules[9] = mwp.rest
+    assert_allclose(e.relevance, lrp_ref.explain(cnn, digits[:1], rules, start_at=3, neuron=(1, 3, 7)).relevance,
+                    rtol=0, atol=0)
+
+
+def test_a_batch_norm_merged_by_canonize_is_named_as_such(resnet, digits) -> None:
+    merged = lrp_ref.canonize(resnet)
+    with pytest.raises(TargetError, match=r"'layer1_bn2' is a batch norm that canonize merged into the node before "
+                                          r"it.*did you mean 'layer1_conv2'"):
+        lrp_ref.explain(merged, digits[:1], R.Epsilon(0.1), start_at="layer1_bn2", channel=0)
+    # its output is the merged convolution's, up to the rounding of the merge
+    here = lrp_ref.explain(resnet, digits[:1], R.Epsilon(0.1), start_at="layer1_bn2", channel=0)
+    there = lrp_ref.explain(merged, digits[:1], R.Epsilon(0.1), start_at="layer1_conv2", channel=0)
+    assert_allclose(there.score, here.score, rtol=1e-10)

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -266,6 +267,7 @@ BAD = {
     "NaN": (with_pixel("NaN"), "NaN"),
     "Infinity": (with_pixel("-Infinity"), "Infinity"),
     "overflow to inf": (with_pixel("1e999"), "finite"),
+    "integer beyond float64": (with_pixel("1" + "0" * 400), "0..255"),
     "string pixel": (with_pixel('"12"'), "image[3][4]"),
     "bool pixel": (with_pixel("true"), "a boolean"),
     "above 255": (with_pixel("300"), "found 300"),
@@ -284,6 +286,7 @@ BAD = {
     "malformed JSON": (b'{"model": "cnn", "image": [', "malformed JSON"),
     "not UTF-8": (b'{"model": "\xff"}', "UTF-8"),
     "empty body": (b"", "malformed JSON"),
+    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
 }
 
 
@@ -349,6 +352,27 @@ def test_unknown_paths_and_methods(server, method, path, code):
     status, answer = request(server, path, data=data, method=method)
     assert status == code
     assert list(answer) == ["error"] and "\n" not in answer["error"]
+    assert request(server, "/api/rules")[0] == 200
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    (b"\x00\x01garbage\r\n\r\n", 400),                      # not an HTTP request line
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),     # a request line beyond http.server's 64 kB
+    (b"BREW /api/explain HTTP/1.1\r\nHost: x\r\n\r\n", 501),   # a method http.server has no handler for
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+])
+def test_refusals_of_http_server_itself_are_one_line_json(server, raw, code):
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] == str(code).encode(), head
+    assert b"Content-Type: application/json" in head, head
+    error = json.loads(body)
+    assert list(error) == ["error"] and error["error"] and "\n" not in error["error"]
     assert request(server, "/api/rules")[0] == 200
 
 
@@ -427,6 +451,7 @@ def test_start_inside_the_model_equals_lrp_ref(server, case):
     ({"start_at": 3, "neuron": 0, "layer": 9}, "layer 9 lies above the start"),
     ({"start_at": 0, "neuron": [[True, False], [False]]}, "ragged"),
     ({"start_at": 7, "start_relevance": [1, "x"]}, "start_relevance must be nested arrays of numbers"),
+    ({"start_at": 7, "start_relevance": [10**400] + [1] * 99}, "start_relevance must hold finite numbers"),
 ])
 def test_bad_start_is_a_400(server, fields, words):
     if "start_at" not in inspect.signature(explain).parameters:

@@ -300,6 +300,8 @@ def _rectangular(value: list[Any], name: str, dtype: Any) -> Array:
         return np.array(value, dtype=dtype)
     except ValueError:
         raise RequestError(f"{name}: the nested arrays are ragged (rows of different lengths)") from None
+    except OverflowError:  # a JSON integer beyond float64 (1e309 and up)
+        raise RequestError(f"{name} must hold finite numbers; found an integer beyond the float64 range") from None
 
 
 def image_array(image: Any, shape: tuple[int, int]) -> Array:
@@ -321,10 +323,10 @@ def image_array(image: Any, shape: tuple[int, int]) -> Array:
         for c, v in enumerate(row):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise RequestError(f"image[{r}][{c}]: expected a number 0..255; found {_json_type(v)}")
-            if not math.isfinite(v):
+            if isinstance(v, float) and not math.isfinite(v):  # a JSON int is finite, if maybe beyond float64
                 raise RequestError(f"image[{r}][{c}]: expected a finite number 0..255; found {v}")
             if not RAW_LOW <= v <= RAW_HIGH:
-                raise RequestError(f"image[{r}][{c}]: expected a raw pixel value 0..255; found {v}")
+                raise RequestError(f"image[{r}][{c}]: expected a raw pixel value 0..255; found {_short(v)}")
     arr = np.asarray(image, dtype=np.float64)
     if 0 < arr.max() <= 1:  # as the command line: data scaled to [0, 1] is not silently taken as a dark image
         raise RequestError(f"image: every value lies in [0, 1] (largest {arr.max():g}); expected raw pixel values "

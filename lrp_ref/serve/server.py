@@ -21,7 +21,10 @@ Every refusal is a one-line JSON object ``{"error": "..."}``: 400 for a bad
 request (malformed JSON, wrong Content-Type, a body over 1 MB, a wrong image,
 an unknown model or rule, and anything :mod:`lrp_ref` refuses), 404 for an
 unknown path, 405 for a wrong method, and 500 (logged with its traceback)
-for an unexpected exception.  The server keeps serving after each of them.
+for an unexpected exception; ``http.server``'s own refusals too (400 for a
+garbled request line, 414 for one over 64 kB, 501 for a method it has no
+handler for, 505 for an HTTP version it does not speak).  The server keeps
+serving after each of them.
 """
 
 from __future__ import annotations
@@ -116,6 +119,24 @@ class Handler(BaseHTTPRequestHandler):
         log.warning("%s %s -> %d: %s", self.command, self.path, status, one_line)
         self._json(status, {"error": one_line}, close)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, a URI over 64 kB, a method without a handler,
+        an HTTP version it does not speak): the one-line JSON of every other refusal, not its HTML page."""
+        short, long = self.responses.get(code, ("error", ""))
+        text = " ".join(f"{message or short}{f': {explain or long}' if (explain or long) else ''}".split())
+        log.warning("%r -> %d: %s", getattr(self, "requestline", ""), code, text)
+        body = json.dumps({"error": text}, separators=(",", ":")).encode()
+        if self.request_version == "HTTP/0.9":  # no version was read (a garbled request line): answer with a status
+            self.request_version = "HTTP/1.0"   # line and headers, which HTTP/0.9 would leave out
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+            self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
@@ -207,6 +228,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         except ValueError as exc:  # json.JSONDecodeError and the NaN/Infinity refusal
             self._error(HTTPStatus.BAD_REQUEST, f"expected a JSON body; found malformed JSON: {exc}")
+            return
+        except RecursionError:  # json's decoder recurses once per nested array or object
+            self._error(HTTPStatus.BAD_REQUEST, "expected a JSON body of arrays at most a few levels deep (the image "
+                                                "has two); found arrays or objects nested too deeply to decode")
             return
         self._json(HTTPStatus.OK, self.server.demo.explain(body))
 
