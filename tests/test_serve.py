@@ -9,7 +9,6 @@ after which the server still answers.
 from __future__ import annotations
 
 import http.client
-import inspect
 import json
 import logging
 import re
@@ -422,10 +421,6 @@ START_CASES = {
 @pytest.mark.parametrize("case", list(START_CASES))
 def test_start_inside_the_model_equals_lrp_ref(server, case):
     """``explain(model, x, rules, start_at=NODE, neuron=INDEX | channel=c | start_relevance=R)`` over HTTP."""
-    if "start_at" not in inspect.signature(explain).parameters:
-        status, answer = request(server, "/api/explain", data=with_(start_at=7, neuron=3))
-        assert status == 400 and "start_at" in answer["error"]
-        pytest.skip("lrp_ref.explain has no start_at yet (issue 11 item 1): the API refuses it with a 400")
     name, fields, kwargs = START_CASES[case]
     raw = IMAGES[3]
     spec = "epsilon:epsilon=0.25"
@@ -454,8 +449,6 @@ def test_start_inside_the_model_equals_lrp_ref(server, case):
     ({"start_at": 7, "start_relevance": [10**400] + [1] * 99}, "start_relevance must hold finite numbers"),
 ])
 def test_bad_start_is_a_400(server, fields, words):
-    if "start_at" not in inspect.signature(explain).parameters:
-        pytest.skip("lrp_ref.explain has no start_at yet (issue 11 item 1)")
     status, answer = request(server, "/api/explain", data=with_(**fields))
     assert status == 400
     assert words in answer["error"], answer["error"]

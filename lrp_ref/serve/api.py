@@ -40,7 +40,6 @@ the strokes into 20 x 20, centre by centre of mass) happens in the page
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +163,8 @@ class Demo:
     # ------------------------------------------------------------------ GET endpoints
 
     def describe_models(self) -> dict[str, Any]:
-        # start_at: whether this lrp_ref can start the sweep inside a model (the page offers it only then)
-        return {"models": [entry.describe() for entry in self.models.values()],
-                "start_at": "start_at" in inspect.signature(explain).parameters}
+        # start_at: the page offers starting the sweep inside a model (explain's start_at) when it is true
+        return {"models": [entry.describe() for entry in self.models.values()], "start_at": True}
 
     def describe_rules(self) -> dict[str, Any]:
         return {"rules": [{"name": spec, "label": label} for label, spec in RULES]}
@@ -336,12 +334,6 @@ def image_array(image: Any, shape: tuple[int, int]) -> Array:
 
 def _run(model: Graph, x: Array, rules: Rule | Composite, target: int | None, start: dict[str, Any]) -> Explanation:
     """:func:`lrp_ref.explain`; the start fields are passed on only when given."""
-    if start:
-        accepted = inspect.signature(explain).parameters
-        missing = [name for name in start if name not in accepted]
-        if missing:
-            raise RequestError(f"{', '.join(missing)}: this version of lrp_ref.explain cannot start the sweep inside "
-                               f"the model (it takes: {', '.join(accepted)})")
     try:
         return explain(model, x, rules, target=target, **start)
     except LrpRefError as exc:
