@@ -45,6 +45,8 @@ napoleon_use_rtype = False
 napoleon_use_param = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# lrp_ref annotates arrays as Array = NDArray[Any]: show that name, not its expansion
+autodoc_type_aliases = {"Array": "numpy.ndarray", "NDArray[Any]": "numpy.ndarray"}
 # source order (a student reads LRP0, Epsilon, Gamma... as in rules.py), not the alphabetical __all__
 autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
 autodoc_mock_imports: list[str] = []
