@@ -22,6 +22,7 @@ and holds no state about any computation: it is dropped in a forked child.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -87,8 +88,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def _split(shape: Sequence[int], k: int, min_elements: int, batch_only: bool) -> list[Index]:
     """Up to ``k`` index prefixes cutting an array of ``shape`` into blocks: whole samples, else channels."""
-    size = int(np.prod(shape, dtype=np.int64))
-    if k < 2 or not len(shape) or size < min_elements:
+    if not len(shape) or math.prod(shape) < min_elements or k < 2:
         return [()]
     if shape[0] >= 2:
         axis = 0
@@ -113,7 +113,9 @@ def run_blocks(fn: Callable[[Index], Any], shape: Sequence[int], min_elements: i
     """
     if getattr(_state, "inside", False):  # a block that splits its own work: no second level of threads
         return [fn(())]
-    blocks = _split(shape, n_threads(), MIN_ELEMENTS if min_elements is None else min_elements, batch_only)
+    minimum = MIN_ELEMENTS if min_elements is None else min_elements
+    # (the thread count is read only for arrays large enough to split)
+    blocks = _split(shape, n_threads() if math.prod(shape) >= minimum else 1, minimum, batch_only)
     if len(blocks) == 1:
         return [fn(blocks[0])]
     err = np.geterr()
@@ -121,7 +123,7 @@ def run_blocks(fn: Callable[[Index], Any], shape: Sequence[int], min_elements: i
     def task(index: Index) -> Any:
         _state.inside = True
         try:
-            with np.errstate(**err):  # type: ignore[arg-type]
+            with np.errstate(**err):
                 return fn(index)
         finally:
             _state.inside = False
@@ -153,8 +155,8 @@ def elementwise(op: np.ufunc, *operands: Any, out: Array | None = None) -> Array
     """
     shape = np.broadcast_shapes(*(np.shape(x) for x in operands))
     if out is None:
-        if int(np.prod(shape, dtype=np.int64)) < MIN_ELEMENTS or n_threads() < 2:
-            return op(*operands)  # type: ignore[no-any-return]
+        if math.prod(shape) < MIN_ELEMENTS or n_threads() < 2:
+            return op(*operands)
         out = np.empty(shape, np.result_type(*operands))
     target = out
     ndim = len(shape)
@@ -172,7 +174,7 @@ def per_sample_sum(x: Array, absolute: bool = False) -> Array:
 
     def block(index: Index) -> Array:
         part = rows[index] if index else rows
-        return (np.abs(part) if absolute else part).sum(axis=1)  # type: ignore[no-any-return]
+        return (np.abs(part) if absolute else part).sum(axis=1)
 
     sums = run_blocks(block, rows.shape, batch_only=True)
-    return sums[0] if len(sums) == 1 else np.concatenate(sums)  # type: ignore[no-any-return]
+    return sums[0] if len(sums) == 1 else np.concatenate(sums)

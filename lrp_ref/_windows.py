@@ -124,12 +124,16 @@ def im2col(xp: Array, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, n_
         # a 1x1 window with stride 1 is the image itself: no copy
         return xp[:, :, rows[0] : rows[1], :].reshape(n, c, n_rows * n_cols)
     cols = buffer[: n * c * kh * kw * n_rows * n_cols].reshape(n, c, kh, kw, n_rows, n_cols)
-    shifts = list(offsets(kernel, stride, dilation, rows, n_cols))
+    # every window at once: a read-only strided view (N, C, kh, kw, R, OW) of xp whose element
+    # [n, c, i, j, y, x] is xp[n, c, (y0 + y) sh + i dh, x sw + j dw] (the slices of offsets(), stacked)
+    (sh, sw), (dh, dw) = stride, dilation
+    s_n, s_c, s_h, s_w = xp.strides
+    start = xp[:, :, rows[0] * sh :, :]
+    windows = np.lib.stride_tricks.as_strided(
+        start, (n, c, kh, kw, n_rows, n_cols), (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
 
     def copy(index: tuple[slice, ...]) -> None:  # blocks of samples (or channels) on the threads of _threads
-        dst, src = cols[index], xp[index]
-        for i, j, row_slice, col_slice in shifts:
-            dst[:, :, i, j] = src[:, :, row_slice, col_slice]
+        np.copyto(cols[index], windows[index])
 
     _threads.run_blocks(copy, cols.shape)
     return cols.reshape(n, c * kh * kw, n_rows * n_cols)

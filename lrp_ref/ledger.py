@@ -64,7 +64,7 @@ class LayerBalance:
     @classmethod
     def from_arrays(cls, index: int, layer: str, rule: str, R_out: Array, R_in: Array, absorbed: Array,
                     sums: BoundarySums | None = None) -> LayerBalance:
-        """The line of one layer from its relevance arrays; ``sums`` reuses sums already taken (see :class:`BoundarySums`)."""
+        """The line of one layer from its relevance arrays; ``sums`` reuses sums already taken."""
         sums = BoundarySums() if sums is None else sums
         r_out, abs_out = sums(R_out)
         r_in, abs_in = sums(R_in)

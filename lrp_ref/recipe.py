@@ -147,7 +147,7 @@ def propagate(
     # step 2: element-wise division s_k = R_k / z_k (0 where the denominator is exactly 0);
     # a subnormal denominator can overflow s: explain() reports that as NonFiniteError
     any_zero = not np.all(zs)  # (no (N, ...) mask unless needed)
-    zero = zs == 0 if any_zero else None
+    zero = zs == 0 if any_zero else np.zeros((), bool)
     if mask is not None:
         R = np.where(mask, R, 0)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -183,7 +183,7 @@ def _in_place(op: np.ufunc, x: Array, y: Array) -> Array:
 
 
 def _fresh(c: Array, s: Array, a: Array) -> bool:
-    """Whether the adjoint's output ``c`` is its own array (not ``s``, ``a`` or a read-only view): step 4 may reuse it."""
+    """Whether the adjoint's output ``c`` is its own array (not ``s``, ``a``, or read-only): step 4 may reuse it."""
     return bool(c.flags.writeable) and not np.may_share_memory(c, s) and not np.may_share_memory(c, a)
 
 

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
-from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .layers import AvgPool2d, BatchNorm, Conv2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
 from .merge import Concat
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
