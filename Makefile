@@ -12,6 +12,7 @@
 #   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
 #   make tutorial-peer  record the Montavon et al. tutorial's loops into tests/golden/tutorial
 #   make innvestigate-peer  record iNNvestigate's analyzers into tests/golden/innvestigate
+#   make docs       the documentation site (Sphinx) into docs/_build/html; make docs-check also tests it
 #   make fuzz       10,000 mutated model files through lrp_ref.load, each in a limited child; prints the counts
 
 PYTHON ?= python3
@@ -41,11 +42,13 @@ BENCH_ARGS   ?=
 TOOLBOX      ?=
 TOOLBOX_ARGS ?=
 
+DOCS_OUT     ?= docs/_build/html
+
 FUZZ_CASES   ?= 10000
 FUZZ_SEED    ?= 0
 FUZZ_ARGS    ?=
 
-.PHONY: demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench fuzz clean
+.PHONY: docs docs-check demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +71,19 @@ demo: $(call stamp,viz)
 ## test: install lrp_ref with its test extras, run the whole suite
 test: $(call stamp,test)
 	$(BIN)/python -m pytest
+
+## docs: the documentation site (API reference from the docstrings, formulas by MathJax shipped
+## from PyPI, no CDN) into $(DOCS_OUT), built from scratch with warnings as errors
+docs: $(call stamp,docs)
+	rm -rf $(DOCS_OUT)
+	$(BIN)/python -m sphinx -E -b html -W --keep-going -q docs $(DOCS_OUT)
+	@echo "documentation: $(abspath $(DOCS_OUT))/index.html"
+
+## docs-check: build the site, then test it (links and anchors, API coverage, code blocks, and
+## formulas and search in headless Chromium; a screenshot of the rules page beside the site)
+docs-check: docs $(call stamp,test)
+	LRP_REF_DOCS_SITE=$(DOCS_OUT) LRP_REF_DOCS_SCREENSHOTS=$(dir $(DOCS_OUT))screenshots \
+		$(BIN)/python -m pytest tests/test_docs.py
 
 lint: $(call stamp,dev)
 	$(BIN)/ruff check lrp_ref tests scripts

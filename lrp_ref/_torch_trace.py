@@ -30,8 +30,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from ._import_graph import GraphBuilder
 from .errors import LayerParameterError
-from .graph import INPUT, Graph, Node, Sequential
+from .graph import Graph, Sequential
 from .layers import AdaptiveAvgPool2d, Flatten, Layer, ReLU
 from .merge import Add, Concat
 
@@ -82,58 +83,40 @@ def trace(module: Any, dtype: Any, convert_module: Callable[[str, Any], Layer | 
             "models whose forward branches on tensor values cannot be traced"
         ) from None
     functions = _function_table(torch)
-    alias: dict[str, str] = {}  # fx node name -> lrp_ref node name (or INPUT); dropped nodes alias their input
-    nodes: list[Node] = []
-    notes: list[str] = []
-    softmax: str | None = None  # a dropped softmax: allowed only right before the output
+    builder = GraphBuilder("from_torch")
     output: str | None = None
     for n in gm.graph.nodes:
         where = f"traced node {n.name!r} ({n.op} {_target_text(n.target)})"
-        if softmax is not None and n.op != "output":
-            raise LayerParameterError(f"{where}: follows the softmax {softmax!r}; lrp_ref explains logits, so a "
-                                      "softmax may only end the model")
         try:
             if n.op == "placeholder":
-                if alias:
-                    raise _Refused("a second model input; lrp_ref models take one input")
-                alias[n.name] = INPUT
+                builder.input(n.name)
             elif n.op == "output":
-                output = _source(n.args[0], alias)
+                output = _source_name(n.args[0])
             else:
                 kind, layer, inputs = _operation(n, gm, functions, dtype, convert_module)
-                sources = tuple(_source(a, alias) for a in inputs)
+                names = [_source_name(a) for a in inputs]
                 if kind == "softmax":
-                    softmax = n.name
-                    notes.append(f"dropped the final softmax ({n.name!r}): LRP explains the logits")
-                    alias[n.name] = sources[0]
+                    builder.softmax(where, n.name, names[0])
                 elif layer is DROPPED:
-                    alias[n.name] = sources[0]
+                    builder.alias(where, n.name, names[0])
                 else:
-                    nodes.append(Node(n.name, layer, sources))
-                    alias[n.name] = n.name
+                    builder.layer(where, n.name, layer, names)
         except _Refused as exc:
-            raise LayerParameterError(f"{where}: {exc}") from None
-    if not nodes:
-        raise LayerParameterError(f"from_torch: {type(module).__qualname__} computes nothing lrp_ref can explain")
-    if output != nodes[-1].name:
-        raise LayerParameterError(f"from_torch: the model's output is {output!r}, not its last operation "
-                                  f"{nodes[-1].name!r}; lrp_ref explains one output tensor")
-    metadata = {"import_notes": notes} if notes else {}
-    chain = all(node.inputs == ((INPUT,) if i == 0 else (nodes[i - 1].name,)) for i, node in enumerate(nodes))
-    if chain:
-        return Sequential([node.layer for node in nodes], metadata)
-    return Graph(nodes, metadata)
+            raise builder.refuse(where, str(exc)) from None
+    if output is None:
+        raise LayerParameterError(f"from_torch: {type(module).__qualname__} returns nothing")
+    return builder.build(output)
 
 
 def _target_text(target: Any) -> str:
     return target if isinstance(target, str) else getattr(target, "__name__", repr(target))
 
 
-def _source(arg: Any, alias: dict[str, str]) -> str:
+def _source_name(arg: Any) -> str:
     name = getattr(arg, "name", None)
-    if name is None or name not in alias:
+    if not isinstance(name, str):
         raise _Refused(f"reads {arg!r}, which is not a tensor computed from the model input")
-    return alias[name]
+    return name
 
 
 def _operation(n: Any, gm: Any, functions: dict[Callable[..., Any], str], dtype: Any,

@@ -25,6 +25,7 @@ from .errors import RuleParameterError
 
 __all__ = ["COMPOSITES", "INPUT_ONLY", "RULES", "SEED_COMPARISON", "check_spec", "from_spec", "parameters"]
 
+#: The named rules of the catalog (``lrp-ref --rule NAME``) and their constructors.
 RULES: dict[str, Callable[..., R.Rule]] = {
     "lrp0": R.LRP0,
     "epsilon": R.Epsilon,
@@ -36,6 +37,7 @@ RULES: dict[str, Callable[..., R.Rule]] = {
     "flat": R.Flat,
 }
 
+#: The named composites of the catalog and their constructors.
 COMPOSITES: dict[str, Callable[..., C.Composite]] = {
     "epsilon_plus": C.epsilon_plus,
     "epsilon_plus_flat": C.epsilon_plus_flat,

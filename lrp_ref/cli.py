@@ -3,7 +3,7 @@
 Subcommands::
 
     lrp-ref info          --model M
-    lrp-ref explain       --model M --input I --rule R [--target T] --out DIR
+    lrp-ref explain       --model M --input I --rule R [--target T | --start-at NODE --neuron K] --out DIR
     lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
@@ -52,6 +52,7 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from ._cli_start import add_start_options, start_kwargs
 from .canonize import canonize
 from .compare import compare
 from .composites import Composite
@@ -194,11 +195,22 @@ def _truth(inputs: Inputs, i: int, sep: str) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, otherwise printed at the end)."""
+    """A one-line progress bar on stderr (redrawn in place on a terminal, otherwise printed at the end).
+
+    Text printed while the bar is on screen goes through :meth:`write`, which
+    clears the bar first and redraws it below the text, so that the two never
+    share a line of the terminal (the bar is on stderr, the text on stdout).
+    """
+
+    WIDTH = 100
 
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.done, self.start = total, label, 0, time.perf_counter()
         self.tty = sys.stderr.isatty()
+        self.line = ""  # the bar as last drawn, while it is on screen unfinished
+
+    def _draw(self, end: str) -> None:
+        print(f"\r{self.line[:self.WIDTH]:<{self.WIDTH}}", end=end, file=sys.stderr, flush=True)
 
     def step(self, what: str) -> None:
         self.done += 1
@@ -208,9 +220,19 @@ class Progress:
             filled = int(width * self.done / self.total)
             elapsed = time.perf_counter() - self.start
             bar = "#" * filled + "." * (width - filled)
-            line = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
-            end = "\n" if self.done == self.total else ""
-            print(f"\r{line[:100]:<100}", end=end, file=sys.stderr, flush=True)
+            self.line = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what}"
+            finished = self.done == self.total
+            self._draw("\n" if finished else "")
+            if finished:
+                self.line = ""
+
+    def write(self, text: str) -> None:
+        """Print ``text`` to stdout on lines of its own, above the bar."""
+        if self.tty and self.line:
+            print(f"\r{'':<{self.WIDTH}}\r", end="", file=sys.stderr, flush=True)
+        print(text, flush=True)
+        if self.tty and self.line:
+            self._draw("")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -232,30 +254,49 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explained(e: Explanation, model: Graph, i: int) -> str:
+    """What sample ``i``'s explanation explains: ``class 3, f(x) = 2.5``, or the neuron and its start relevance."""
+    if e.start_at is None:
+        assert e.target is not None  # explain() was given a target or chose the arg-max
+        return f"class {class_name(model, int(e.target[i]))}, f(x) = {e.score[i]:.6g}"
+    idle = " (inactive: nothing to explain)" if e.score[i] == 0 else ""
+    return f"start relevance {e.score[i]:.6g}{idle}"
+
+
+def _heatmaps(writer: viz.HeatmapWriter, e: Explanation, model: Graph, x: Array, i: int, heatmap: Path,
+              overlay: Path, rule: str, sample: str = "") -> None:
+    """The heatmap and overlay figures of sample ``i``, titled with what was explained and by which rule."""
+    what = _explained(e, model, i) if e.start_at is None else f"{e.description} ({_explained(e, model, i)})"
+    title = f"{sample}{what}\nrule {rule}"
+    writer.save(e.relevance[i], heatmap, title)
+    writer.save(e.relevance[i], overlay, title, image=x[i])
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     check_out(args.out)
     model = explained_model(args, args.model)
     inputs = get_inputs(args, model)
     rules = build(args.rule, model, bounds(model))
     x = inputs.x
+    start = start_kwargs(args, model, x.shape)
     check_target(args.target, model, x)
     print(f"input: {inputs.description}")
-    e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile)
+    e = run_explain(model, x, rules, args.rule, target=args.target, profile=args.profile, **start)
     out = prepare_out(args.out)
-    assert e.target is not None  # explain() was given a target or chose the arg-max
     image = x.ndim in (3, 4)  # (N, H, W) or (N, C, H, W): heatmaps; vectors get relevance.npy and the ledger only
     if not image:
         print(f"note: no heatmaps: one input has shape {x.shape[1:]}, not an image (H, W) or (C, H, W)")
+    if e.start_at is not None and inputs.batched:
+        print(f"explaining {e.description}")
     if not inputs.batched:  # one sample: the files and the printout of a single explanation
         np.save(out / "relevance.npy", e.relevance[0], allow_pickle=False)
         if image:
-            viz.save_png(viz.heatmap_rgb(e.relevance[0]), out / "heatmap.png")
-            viz.save_png(viz.overlay(e.relevance[0], x[0]), out / "overlay.png")
+            with viz.HeatmapWriter() as writer:
+                _heatmaps(writer, e, model, x, 0, out / "heatmap.png", out / "overlay.png", args.rule)
         table = e.ledger.table()
         (out / "ledger.txt").write_text(table + "\n", encoding="utf-8")
-        target = int(e.target[0])
-        print(f"explained class {class_name(model, target)}, f(x) = {e.score[0]:.6g}{_truth(inputs, 0, ', ')}; "
-              f"rule {args.rule}")
+        what = _explained(e, model, 0) if e.start_at is None else f"{e.description} ({_explained(e, model, 0)})"
+        print(f"explained {what}{_truth(inputs, 0, ', ')}; rule {args.rule}")
         print(table)
         pictures = f"{out / 'heatmap.png'}, {out / 'overlay.png'}, " if image else ""
         print(f"wrote {pictures}{out / 'relevance.npy'}, {out / 'ledger.txt'}")
@@ -266,17 +307,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     np.save(out / "relevance.npy", e.relevance, allow_pickle=False)
     tables = []
     progress = Progress(n, "samples")
+    drawer = viz.HeatmapWriter() if image else None  # one figure, redrawn for every sample
     for i in range(n):
-        if image:
-            viz.save_png(viz.heatmap_rgb(e.relevance[i]), out / f"heatmap_{i:{fmt}}.png")
-            viz.save_png(viz.overlay(e.relevance[i], x[i]), out / f"overlay_{i:{fmt}}.png")
-        target = int(e.target[i])
-        headline = (f"sample {i:{fmt}}{inputs.source(i)}: class {class_name(model, target)}, f(x) = {e.score[i]:.6g}, "
+        if drawer is not None:
+            _heatmaps(drawer, e, model, x, i, out / f"heatmap_{i:{fmt}}.png", out / f"overlay_{i:{fmt}}.png",
+                      args.rule, f"sample {i}{inputs.source(i)}: ")
+        headline = (f"sample {i:{fmt}}{inputs.source(i)}: {_explained(e, model, i)}, "
                     f"sum R = {e.ledger.input_relevance[i]:.6g}, absorbed = {e.ledger.absorbed[i]:.4g}, "
                     f"max layer residual {_worst_residual(e, i):.2e}{_truth(inputs, i, ', ')}")
-        print(headline)
+        progress.write(headline)
         tables.append(f"{headline}\n{e.ledger.table(i)}\n")
         progress.step(f"sample {i}")
+    if drawer is not None:
+        drawer.close()
     (out / "ledger.txt").write_text("\n".join(tables), encoding="utf-8")
     print(f"explained {n} samples with rule {args.rule}")
     last = f"{n - 1:{fmt}}"
@@ -328,7 +371,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
     written = []
     figures = Progress(n, "figures") if inputs.batched else None
     for i in range(n):
-        groups, headline = [], []
+        groups, headline, lines = [], [], []  # lines: the table, printed above the progress bar
         for name, model, model_inputs, runs in blocks:
             first = runs[0][1]
             assert first.target is not None
@@ -336,26 +379,30 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
             caption = f"class {class_name(model, target)}, f(x) = {first.score[i]:.3f}"
             if inputs.batched or len(blocks) > 1:
                 sample = f"sample {i:{fmt}}{inputs.source(i)}: " if inputs.batched else ""
-                print(f"{name + ': ' if len(blocks) > 1 else ''}{sample}explaining class "
-                      f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
-            print(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
+                lines.append(f"{name + ': ' if len(blocks) > 1 else ''}{sample}explaining class "
+                             f"{class_name(model, target)}, f(x) = {first.score[i]:.6g}{_truth(inputs, i, '; ')}")
+            lines.append(f"{'rule':<30} {'sum R':>10} {'absorbed':>10} {'max layer residual':>19}")
             panels = []
             for label_text, e in runs:
                 total = float(e.relevance[i].sum())
-                print(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
-                      f"{_worst_residual(e, i):>19.2e}")
-                panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}   f(x) = {e.score[i]:.3g}"))
+                lines.append(f"{label_text:<30} {total:>10.4g} {float(e.ledger.absorbed[i]):>10.3g} "
+                             f"{_worst_residual(e, i):>19.2e}")
+                panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
             groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
+        if figures is not None:
+            figures.write("\n".join(lines))
+        else:
+            print("\n".join(lines))
         which = f"sample {i}{inputs.source(i)}: " if inputs.batched else ""
-        legend = f"{_truth(inputs, i, '; ')}   (red: for, blue: against)"
+        legend = _truth(inputs, i, '; ')
         if len(blocks) == 1:
             title = f"{headline[0].replace(': ', ': ' + which, 1)}{legend}"
         else:
             title = f"{which}each model explains its own prediction{legend}"
         name = f"compare_rules_{i:{fmt}}.png" if inputs.batched else "compare_rules.png"
-        written.append(viz.save_comparison_groups(groups, out_dir / name, title))
+        written.append(viz.save_comparison_groups(groups, out_dir / name, title, scale=args.scale))
         if figures is not None:
             figures.step(name)
     many = f"{len(written)} figures: {written[0]} .. {written[-1]}"
@@ -507,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
+    add_start_options(p)
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("compare-rules", help="a figure per sample: the input and a heatmap for every rule of the seed",
@@ -515,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--also-model", action="append", metavar="MODEL",
                    help="another model explained on the same input, drawn as further rows (repeatable)")
+    p.add_argument("--scale", choices=viz.SCALES, default="panel",
+                   help="colours of the heatmaps: 'panel' scales each to its own max|R| (default: the rules' "
+                        "magnitudes differ by orders, and one scale would leave most maps blank), 'shared' uses one "
+                        "scale for all, so that equal colours mean equal relevance")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=cmd_compare_rules)
 

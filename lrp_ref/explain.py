@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checks import as_float_array, real_array, require_finite
+from ._start import Start, ancestors, check_output_start, plan_start
 from .composites import Composite, resolve_rules
 from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
 from .graph import Graph, Sequential
@@ -31,22 +32,35 @@ class Explanation:
     relevance : array, shape of x
         Input relevance ``R`` (``layers[0]``).
     layers : tuple of arrays
-        Relevance of every tensor of the forward sweep: index 0 the input,
-        index ``i + 1`` the output of node ``i`` (layer ``i`` of a
-        Sequential), the last one the start relevance.  For a Sequential,
-        ``layers[i]`` belongs to the activations entering layer ``i``; in a
-        graph, a tensor that feeds several nodes holds the sum of what they
-        pass back.
+        Relevance of every tensor of the forward sweep up to the start:
+        index 0 the input, index ``i + 1`` the output of node ``i`` (layer
+        ``i`` of a Sequential), the last one the start relevance.  For a
+        Sequential, ``layers[i]`` belongs to the activations entering layer
+        ``i``; in a graph, a tensor that feeds several nodes holds the sum of
+        what they pass back.  A start at node ``s`` (``start_at``) ends the
+        tuple at its output, ``layers[s + 1]``: the tensors above the start
+        carry no relevance of this explanation, and are left out rather than
+        filled with zeros that would look computed.  Below the start, the
+        tensors of nodes the start does not depend on (another branch of a
+        graph) hold zeros: no relevance reaches them.
     activations : tuple of arrays
         The forward activations, indexed the same way.
     output : array (N, n_outputs)
         The model output.
     target : array (N,) of int, or None
-        The explained output neuron per sample (None with ``output_relevance``).
+        The explained output neuron per sample (None with ``output_relevance``
+        or ``start_at``).
     rules : tuple of rules
-        The rule used for each layer, with every convention filled in.
+        The rule assigned to each layer (every node, also above a start),
+        with every convention filled in.
     ledger : :class:`~lrp_ref.ledger.Ledger`
-        Where the relevance went, layer by layer.
+        Where the relevance went, layer by layer, from the start down.
+    start_at : str or None
+        Name of the node at whose output the sweep started (``"3"`` for layer
+        3 of a Sequential); None for the model output (the default start).
+    description : str
+        What was explained, in words (e.g. ``"neuron (3, 4, 5) (flat 917) of
+        the output of layer 3 (Conv2d(...)), start = its activation"``).
     """
 
     relevance: Array
@@ -56,10 +70,12 @@ class Explanation:
     target: Array | None
     rules: tuple[Rule, ...]
     ledger: Ledger
+    start_at: str | None = None
+    description: str = "the model output"
 
     @property
     def score(self) -> Array:
-        """Total start relevance per sample: f_target(x) for the default start."""
+        """Total start relevance per sample: f_target(x) by default, the chosen activation(s) with start_at."""
         return self.ledger.start
 
 
@@ -116,8 +132,13 @@ def explain(
     target: Any = None,
     output_relevance: Any = None,
     profile: str | Profile = "lrp_ref",
+    *,
+    start_at: str | int | None = None,
+    neuron: Any = None,
+    channel: int | None = None,
+    start_relevance: Any = None,
 ) -> Explanation:
-    """Explain the model output for a batch ``x`` with Layer-wise Relevance Propagation.
+    """Explain the model output, or any neuron, channel or layer boundary, for a batch ``x`` with LRP.
 
     Parameters
     ----------
@@ -136,21 +157,54 @@ def explain(
     profile : str or Profile, default "lrp_ref"
         Convention profile (:mod:`lrp_ref.profiles`): fills in every rule
         convention left unset, the rule of max pooling, and the start
-        relevance (lrp_ref: the target output's value, others 0).
+        relevance at the output (lrp_ref: the target output's value, others
+        0; zennit: 1).  A start at ``start_at`` is always the activation
+        (the seed's recipe), whatever the profile; for a start of 1, pass
+        ``start_relevance`` (e.g. the neuron's one-hot mask).
+    start_at : str or int, optional
+        Start the backward sweep at the output tensor of this node instead of
+        the model output: a node name (``"relu1"``; ``"3"`` for layer 3 of a
+        Sequential) or a node index.  Only the start node and the nodes it
+        depends on are swept.  Give exactly one of the next three.
+    neuron : int, tuple of ints or bool array, optional
+        With ``start_at``: the neuron(s) whose activation is the start, every
+        other entry zero (``R = a * [selected]``): a flat index into the
+        node's per-sample output shape, an index tuple, or a boolean mask of
+        that shape.
+    channel : int, optional
+        With ``start_at``: start from the whole channel ``c`` of a
+        (C, H, W) output (its activations, others zero).
+    start_relevance : array (N, *node_output_shape), optional
+        With ``start_at``: an explicit start relevance.
 
     Returns
     -------
     Explanation
-        Relevance at the input and every layer boundary, and the ledger.
+        Relevance at the input and every layer boundary up to the start, and
+        the ledger, whose start is the start relevance summed per sample
+        (``f_target(x)``, or the chosen neuron's activation).
 
     Raises
     ------
     ShapeError, TargetError, RuleAssignmentError, NonFiniteError
         On inputs that do not fit (``x`` and ``output_relevance`` must hold
         real numbers: bools, strings and complex values are refused, never
-        converted); and if any relevance becomes NaN or inf.
+        converted); and if any relevance becomes NaN or inf.  A ``start_at``
+        that names no node, or a neuron or channel out of range, is a
+        TargetError.
     ArgumentError
-        If ``model`` is not a Graph (or Sequential) or ``profile`` neither a name nor a Profile.
+        If ``model`` is not a Graph (or Sequential) or ``profile`` neither a name nor a Profile;
+        for ``target`` or ``output_relevance`` with ``start_at``, and unless exactly one of
+        ``neuron``, ``channel``, ``start_relevance`` comes with ``start_at`` (and none without).
+
+    Examples
+    --------
+    The seed's recipe for an intermediate neuron, "select one neuron from the
+    input of ReLU, keep all other inputs zero" (layer 3 of the shipped CNN is
+    the convolution before a ReLU)::
+
+        e = explain(model, x, rules, start_at=3, neuron=(5, 2, 2))
+        e.ledger.check_conservation()   # sum R_input + absorbed = that neuron's value
     """
     if not isinstance(model, Graph):
         raise ArgumentError(f"model must be an lrp_ref.Sequential or Graph; got {type(model).__name__}")
@@ -158,6 +212,11 @@ def explain(
         raise ArgumentError(f"profile must be a profile name ({', '.join(PROFILES)}) or a Profile; "
                             f"got {type(profile).__name__}")
     x = _as_batch(x, model)
+    start: Start | None = None
+    if start_at is None:
+        check_output_start(neuron, channel, start_relevance)
+    else:
+        start = plan_start(model, x.shape, start_at, neuron, channel, start_relevance, target, output_relevance)
     if isinstance(rules, (list, tuple)):
         for i, entry in enumerate(rules):
             if entry is not None and not isinstance(entry, Rule):
@@ -169,7 +228,10 @@ def explain(
 
     activations = model.forward_all(x)
     output = activations[-1]
-    if output_relevance is not None:
+    top = len(model) - 1 if start is None else start.node  # the node whose output the sweep starts from
+    if start is not None:
+        R, chosen = start.relevance(activations), None
+    elif output_relevance is not None:
         if target is not None:
             raise TargetError("give either target or output_relevance, not both")
         R = real_array(output_relevance, "output_relevance")
@@ -181,14 +243,19 @@ def explain(
         chosen = _targets(target, output)
         R = conventions.start_relevance(output, chosen)
 
-    # the backward sweep: from the last node down to the input; tensor t's relevance collects
+    # the backward sweep: from the start node down to the input; tensor t's relevance collects
     # what every node reading t passes back (one node in a chain, several where a graph fans out)
-    relevances: list[Array | None] = [None] * len(activations)
+    relevances: list[Array | None] = [None] * (top + 2)
     relevances[-1] = R
+    reached = ancestors(model, top) if start is not None else None
     balances = []
     sums = BoundarySums()  # each relevance array's per-sample sums for the ledger, taken once
-    for i in reversed(range(len(model))):
+    for i in reversed(range(top + 1)):
         layer, rule = model[i], layer_rules[i]
+        if reached is not None and i not in reached:  # another branch: the start does not depend on it
+            relevances[i + 1] = np.zeros_like(activations[i + 1])
+            balances.append(_unreached(i, model, x.shape[0]))
+            continue
         R_out = relevances[i + 1]
         assert R_out is not None  # every node's output feeds a later node (Graph checks it)
         R = R_out
@@ -218,6 +285,7 @@ def explain(
         start=final[-1].reshape(x.shape[0], -1).sum(axis=1),
         input_relevance=final[0].reshape(x.shape[0], -1).sum(axis=1),
         dtype=model.dtype,
+        start_label="f(x) (start)" if start is None else f"start relevance at {start.name!r}",
     )
     return Explanation(
         relevance=final[0],
@@ -227,4 +295,22 @@ def explain(
         target=chosen,
         rules=tuple(layer_rules),
         ledger=ledger,
+        start_at=None if start is None else start.name,
+        description=_output_description(chosen, conventions) if start is None else start.description,
     )
+
+
+def _unreached(i: int, model: Graph, n: int) -> LayerBalance:
+    """The ledger line of a node the start does not depend on: nothing in, nothing out."""
+    zero = np.zeros(n, dtype=model.dtype)
+    return LayerBalance(i, model.label(i), "(the start does not depend on it)", zero, zero, zero, zero)
+
+
+def _output_description(chosen: Array | None, conventions: Profile) -> str:
+    """How a start at the model output is described: the explained output neuron(s), or the given relevance."""
+    if chosen is None:
+        return "the given output relevance"
+    neurons = f"output neuron {int(chosen[0])}" if len(set(chosen.tolist())) == 1 else \
+        f"output neurons {chosen.tolist()} (one per sample)"
+    value = "its value" if conventions.start == "value" else "1"
+    return f"{neurons}, start = {value} (profile {conventions.name})"

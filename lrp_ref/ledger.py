@@ -106,13 +106,19 @@ class Ledger:
 
     ``entries[i]`` belongs to layer ``i`` of the model.  ``start`` is the total
     start relevance per sample (the explained score f(x) by default) and
-    ``input_relevance`` the total relevance that reached the input.
+    ``input_relevance`` the total relevance that reached the input.  For a
+    start at an intermediate node ``s`` (``explain(..., start_at=...)``),
+    ``start`` is the start relevance there (the chosen neuron's activation),
+    the entries stop at node ``s``, and a node the start does not depend on
+    (another branch of a graph) has a line of zeros; ``start_label`` names
+    the start in :meth:`table`.
     """
 
     entries: tuple[LayerBalance, ...]
     start: Array
     input_relevance: Array
     dtype: np.dtype[Any]
+    start_label: str = "f(x) (start)"
 
     @property
     def absorbed(self) -> Array:
@@ -190,7 +196,7 @@ class Ledger:
             )
         lines.append("-" * len(header))
         lines.append(
-            f"f(x) (start) {self.start[sample]:.10g} = input relevance {self.input_relevance[sample]:.10g}"
+            f"{self.start_label} {self.start[sample]:.10g} = input relevance {self.input_relevance[sample]:.10g}"
             f" + absorbed {self.absorbed[sample]:.10g}"
             f"  (gap {self.start[sample] - self.input_relevance[sample] - self.absorbed[sample]:.2e})"
         )

@@ -176,6 +176,7 @@ class Profile:
         return next((table[k] for k in keys if k in table), None)
 
 
+#: Every convention profile by name: what ``explain(..., profile=NAME)`` accepts.
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (

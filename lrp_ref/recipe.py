@@ -47,6 +47,7 @@ from .layers import LinearLayer
 __all__ = ["Propagation", "StabilizerForm", "per_sample_sum", "propagate", "sign_terms", "stabilize"]
 
 Array = NDArray[Any]
+#: How a stabiliser is added to a denominator (see :func:`stabilize`).
 StabilizerForm = Literal["sign", "add", "zeros"]
 Term = tuple[LinearLayer, Array]
 

@@ -98,6 +98,7 @@ class Tolerance:
     atol: float = 0.0
 
 
+#: Tolerance of :func:`assert_relevance_close` by ``dtype`` name, relative to max|desired|.
 TOLERANCES: dict[str, Tolerance] = {
     "float64": Tolerance(rtol=1e-10),
     "float32": Tolerance(rtol=1e-4),

@@ -55,7 +55,9 @@ from .merge import Add, Concat
 __all__ = ["FORMAT", "SCHEMA_VERSION", "Case", "PeerRecord", "StoredVector", "platform_fingerprint", "read_vector",
            "suite", "write_suite", "write_vector"]
 
+#: Value of a vector file's root attribute ``format``.
 FORMAT = "lrp_ref-vector"
+#: The vector layout this version writes (see the module docstring).
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 Array = NDArray[Any]
