@@ -8,7 +8,9 @@ everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import re
 import shutil
@@ -52,12 +54,16 @@ def python_blocks(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("page", [p.name for p in doc_pages() if python_blocks(p)])
-def test_every_python_block_of_the_pages_runs(page, monkeypatch):
-    """The pages' own code blocks (the README's and the tutorial's have their own tests)."""
-    monkeypatch.chdir(ROOT)
+def test_every_python_block_of_the_pages_runs(page, tmp_path, monkeypatch):
+    """Each page's blocks, in order, in one namespace (a page reads as one session), from a scratch folder."""
+    (tmp_path / "weights").symlink_to(ROOT / "weights")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
     for k, code in enumerate(python_blocks(DOCS / page)):
         try:
-            run_block(code)
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(code, f"docs/{page}", "exec"), namespace)
         except Exception as exc:  # name the block: a bare traceback of exec'd code says little
             raise AssertionError(f"docs/{page}, python block {k}: {type(exc).__name__}: {exc}") from exc
 
