@@ -1,7 +1,8 @@
 """Benchmark lrp_ref against zennit and Captum on a VGG-16-shaped network and the shipped MNIST CNN.
 
     python bench/run_bench.py                 # the full matrix (about 30 minutes on 2 cores)
-    python bench/run_bench.py --quick         # VGG-16 batch 1 and MNIST batch 256, float32, 2 repeats
+    python bench/run_bench.py --quick         # what the targets need: VGG-16 batch 1 (float32, float64), MNIST b256
+    python bench/run_bench.py --quick --breakdown   # and what each change of issue 13 saved
     python bench/run_bench.py --help
 
 Writes bench/results.json (every measurement) and bench/results.md (tables, ratios,
@@ -755,7 +756,8 @@ def markdown(report: dict[str, Any]) -> str:
 def configs(args: argparse.Namespace) -> list[Config]:
     if args.quick:
         quick = args.repeats or 2
-        return [Config("vgg16", 1, "float32", quick), Config("mnist_cnn", 256, "float32", quick)]
+        return [Config("vgg16", 1, "float32", quick), Config("mnist_cnn", 256, "float32", quick),
+                Config("vgg16", 1, "float64", quick)]  # float64: the target "no slower than zennit in float32"
     out = []
     for dtype in ("float32", "float64"):
         out.append(Config("vgg16", 1, dtype, args.repeats or 5))
@@ -767,7 +769,8 @@ def configs(args: argparse.Namespace) -> list[Config]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="VGG-16 batch 1 and MNIST batch 256 in float32 only")
+    parser.add_argument("--quick", action="store_true",
+                        help="only what the targets need: VGG-16 b1 (float32, float64) and MNIST b256 float32")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (median)")
     parser.add_argument("--only", choices=["vgg16", "mnist_cnn"], help="one model only")
     parser.add_argument("--impls", default="lrp_ref,threads,zennit,captum,torch",
