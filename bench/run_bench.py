@@ -538,7 +538,7 @@ def breakdown(cfgs: list[Config], repeats: int) -> dict[str, Any]:
                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             heads = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
             times: list[dict[str, list[float]]] = [{c: [] for c in COMPOSITES} for _ in procs]
-            others = cpu_seconds_elsewhere()
+            load = [os.getloadavg()[0]]
             for r in range(repeats):
                 order = list(range(len(procs)))
                 order = order[r % len(order):] + order[:r % len(order)]  # rotate: no step always runs first
@@ -555,7 +555,7 @@ def breakdown(cfgs: list[Config], repeats: int) -> dict[str, Any]:
                 "min_s": [{c: min(ts[c]) for c in COMPOSITES} for ts in times],
                 "median_s": [{c: statistics.median(ts[c]) for c in COMPOSITES} for ts in times],
                 "all_s": times, "digests": [h["digests"] for h in heads], "bit_identical": same,
-                "foreign_cpu_s": others(),
+                "load_average_1min": [*load, os.getloadavg()[0]],  # before and after: how shared the machine was
             }
             print(f"{cfg.key}: breakdown " + json.dumps({c: [round(m[c], 4) for m in out["configs"][cfg.key]["min_s"]]
                                                          for c in COMPOSITES}) + f" bit-identical {same}", flush=True)
@@ -572,8 +572,8 @@ def breakdown_markdown(bd: dict[str, Any]) -> list[str]:
     for key, res in bd["configs"].items():
         for c in COMPOSITES:
             lines += [f"**{key}, {c}** (relevance bits identical in every step: "
-                      f"{'yes' if res['bit_identical'][c] else '**no**'}; CPU time of other processes "
-                      f"{res['foreign_cpu_s']:.0f} s)", "",
+                      f"{'yes' if res['bit_identical'][c] else '**no**'}; load average of the machine "
+                      f"{res['load_average_1min'][0]:.1f} before, {res['load_average_1min'][1]:.1f} after)", "",
                       "| step | min (s) | median (s) | saved vs step above | time / round one |",
                       "|---|---|---|---|---|"]
             first = res["min_s"][0][c]
