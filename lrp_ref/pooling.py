@@ -504,6 +504,10 @@ class MaxPool2d(Layer):
         gradient this is the gradient of max pooling; with ``r`` the upper
         relevance it is the winner-takes-all rule.  Overlapping windows add up.
         """
+        return self._route(a, r, ties)
+
+    def _route(self, a: Array, r: Array, ties: Ties = "split", peak: Array | None = None) -> Array:
+        """:meth:`route`; ``peak``, if given, is this layer's output for ``a`` (the forward sweep's), not recomputed."""
         self.check_input(a)
         ap, slices, (oh, ow) = self._shifted(a)
         if r.shape != (a.shape[0], a.shape[1], oh, ow):
@@ -519,8 +523,8 @@ class MaxPool2d(Layer):
         def block(index: tuple[slice, ...]) -> None:  # samples (or channels) are independent: blocks on threads
             ap_b, r_b, routed_b = ap[index], r[index], routed[index]
             # where does each window's maximum sit?  one boolean map (N, C, OH, OW) per kernel offset
-            peak = self._max(ap_b, slices)
-            winners = [ap_b[:, :, rows, cols] == peak for rows, cols in slices]
+            peak_b = self._max(ap_b, slices) if peak is None else peak[index]
+            winners = [ap_b[:, :, rows, cols] == peak_b for rows, cols in slices]
             if ties == "split":
                 # each of the c tied winners of a window takes r / c
                 count = winners[0].astype(a.dtype)

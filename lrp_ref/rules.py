@@ -646,7 +646,9 @@ class WinnerTakesAll(Rule):
                                      where=stabilize(z, self.epsilon, self.form) != 0)  # type: ignore[arg-type]
         else:
             kept = R
-        routed = layer.route(a, kept, self.ties)  # type: ignore[arg-type]
+        # the forward sweep's z is the windows' maximum: route() need not find it again
+        peak = z if z is not None and z.shape == R.shape and z.dtype == a.dtype else None
+        routed = layer._route(a, kept, self.ties, peak)  # type: ignore[arg-type]
         return Propagation(routed, per_sample_sum(R - kept))
 
 
