@@ -476,6 +476,7 @@ STEPS: list[tuple[str, str, str | None, dict[str, str]]] = [
      "rules' weights without copies, ledger sums once per boundary, flat denominator from one sample and adjoint "
      "as a channel sum, ZBox bounds check from min/max", "4ed627f5", "1", {}),
     ("+ im2col as one copy of a strided window view", "36bcb8e0", "1", {}),
+    ("+ max pooling's winners found from the forward's z (this checkout, pool off)", "HEAD", "1", {}),
     ("+ the thread pool (LRP_REF_THREADS unset: one thread per core)", "HEAD", None, {}),
     ("(the same, OpenBLAS held to 1 thread: does the pool want BLAS's cores?)", "HEAD", None,
      {"OPENBLAS_NUM_THREADS": "1"}),
