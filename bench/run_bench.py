@@ -2,7 +2,7 @@
 
     python bench/run_bench.py                 # the full matrix (about 30 minutes on 2 cores)
     python bench/run_bench.py --quick         # what the targets need: VGG-16 batch 1 (float32, float64), MNIST b256
-    python bench/run_bench.py --quick --breakdown   # and what each change of issue 13 saved
+    python bench/run_bench.py --quick --no-breakdown   # without the per-change breakdown
     python bench/run_bench.py --help
 
 Writes bench/results.json (every measurement) and bench/results.md (tables, ratios,
@@ -783,9 +783,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                         help="before each round, wait up to SECONDS for other processes to go quiet (shared machines)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where results.json and results.md go")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time each change of issue 13 (older revisions of lrp_ref/ via git; VGG-16 b1 and "
-                             "MNIST b256, float32)")
+    parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                        help="time each change of issue 13 (older revisions of lrp_ref/ via git; VGG-16 b1 and "
+                             "MNIST b256, float32); default on")
     parser.add_argument("--breakdown-repeats", type=int, default=5, metavar="N", help="repeats per breakdown step")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
