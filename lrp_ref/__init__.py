@@ -5,6 +5,7 @@ Public API::
     from lrp_ref import Sequential, Graph, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten, Add, Concat
     from lrp_ref import BatchNorm1d, BatchNorm2d, AdaptiveAvgPool2d, GlobalAvgPool2d, same_padding
     from lrp_ref import explain, rules, composites, load, save, canonize
+    from lrp_ref import from_torch, to_torch, from_onnx, load_any
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
@@ -26,6 +27,7 @@ from .errors import (
     TargetError,
 )
 from .explain import Explanation, explain
+from .formats import load_any
 from .graph import Graph, Node, Sequential
 from .io import load, save
 from .layers import (
@@ -43,6 +45,7 @@ from .layers import (
 )
 from .ledger import Ledger
 from .merge import Add, Concat
+from .onnx import from_onnx  # the onnx package itself is imported only when from_onnx runs
 from .torch_bridge import from_torch, to_torch
 
 __version__ = "0.1.0"
@@ -81,8 +84,10 @@ __all__ = [
     "canonize",
     "composites",
     "explain",
+    "from_onnx",
     "from_torch",
     "load",
+    "load_any",
     "profiles",
     "rules",
     "same_padding",

@@ -13,17 +13,23 @@ in topological order and tells a :class:`GraphBuilder` what each one becomes:
   nodes form a chain, else the :class:`~lrp_ref.graph.Graph`, after checking
   that the declared output is the last node.
 
-Every refusal is a :class:`~lrp_ref.errors.LayerParameterError` naming the
-importer and the source's operation, so the three importers word their errors
-the same way and share one set of checks.
+Every refusal names the importer and the source's operation, so the three
+importers word their errors the same way and share one set of checks.  It is
+a :class:`~lrp_ref.errors.LayerParameterError` by default (``from_torch``:
+a module is not a file); importers of files pass
+``error=ModelFormatError``.  :meth:`GraphBuilder.weight` is the one check of
+a parameter read from the source: a real, finite array of the expected shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import LayerParameterError
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import LayerParameterError, LrpRefError
 from .graph import INPUT, Graph, Node, Sequential
 from .layers import Layer
 
@@ -37,19 +43,40 @@ class GraphBuilder:
     ----------
     source : str
         What is being imported, for messages: ``"from_onnx"``, ``"from_keras"``...
+    error : subclass of LrpRefError, default LayerParameterError
+        The class of every refusal (importers of files: ``ModelFormatError``).
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, error: type[LrpRefError] = LayerParameterError) -> None:
         self.source = source
+        self.error = error
         self.nodes: list[Node] = []
         self.notes: list[str] = []
         self._alias: dict[str, str] = {}  # source tensor name -> lrp_ref node name (or INPUT)
         self._softmax: str | None = None  # a dropped softmax: nothing may follow it
         self._has_input = False
 
-    def refuse(self, where: str, why: str) -> LayerParameterError:
+    def refuse(self, where: str, why: str) -> LrpRefError:
         """The error for an operation that cannot be imported (raise it)."""
-        return LayerParameterError(f"{self.source}: {where}: {why}")
+        return self.error(f"{self.source}: {where}: {why}")
+
+    def weight(self, where: str, what: str, value: Any, expected: Sequence[int | None]) -> NDArray[Any]:
+        """``value`` (a parameter read from the source) as a real, finite array of shape ``expected``.
+
+        ``expected`` has one entry per axis: its size, or None for any size.
+        Anything else is refused, naming ``what`` and the shape found, e.g.
+        ``node 'fc' (Gemm): weight B has shape (10, 31); expected (any, 32)``.
+        """
+        arr = np.asarray(value)
+        sizes = ["any" if n is None else str(n) for n in expected]
+        want = f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+        if arr.dtype.kind not in "iuf":
+            raise self.refuse(where, f"{what} has dtype {arr.dtype}; expected a real array of shape {want}")
+        if arr.ndim != len(expected) or any(n is not None and n != m for n, m in zip(expected, arr.shape)):
+            raise self.refuse(where, f"{what} has shape {tuple(arr.shape)}; expected {want}")
+        if not np.all(np.isfinite(arr)):
+            raise self.refuse(where, f"{what} holds NaN or infinity")
+        return arr
 
     def known(self, tensor: str) -> bool:
         """Whether ``tensor`` is the input or the output of an imported operation."""
@@ -108,11 +135,11 @@ class GraphBuilder:
         ``metadata["import_notes"]``.
         """
         if not self.nodes:
-            raise LayerParameterError(f"{self.source}: the model computes nothing lrp_ref can explain")
+            raise self.error(f"{self.source}: the model computes nothing lrp_ref can explain")
         computed = self.resolve(output, f"output {output!r}")
         if computed != self.nodes[-1].name:
-            raise LayerParameterError(f"{self.source}: the model's output is {computed!r}, not its last operation "
-                                      f"{self.nodes[-1].name!r}; lrp_ref explains one output tensor")
+            raise self.error(f"{self.source}: the model's output is {computed!r}, not its last operation "
+                             f"{self.nodes[-1].name!r}; lrp_ref explains one output tensor")
         meta = dict(metadata or {})
         if self.notes:
             meta["import_notes"] = list(self.notes)

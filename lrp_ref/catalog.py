@@ -9,6 +9,10 @@ or ``wsquare+alpha_beta``.
 The box rules (``zbox``, ``epsilon_gamma_box``, ``depth_based``) take ``low``
 and ``high`` from the specification or, if absent, from the bounds passed in
 (for a saved model, its ``input_low`` and ``input_high``).
+
+Methods beyond LRP's rules are named like composites, without parameters:
+``excitation_backprop`` (MWP), ``excitation_backprop_contrastive`` (c-MWP)
+and ``rap`` (:data:`METHODS`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from . import composites as C
 from . import rules as R
 from .errors import RuleParameterError
 
-__all__ = ["COMPOSITES", "INPUT_ONLY", "RULES", "SEED_COMPARISON", "check_spec", "from_spec", "parameters"]
+__all__ = ["COMPOSITES", "INPUT_ONLY", "METHODS", "MORE_COMPARISON", "RULES", "SEED_COMPARISON", "check_spec",
+           "from_spec", "parameters"]
 
 #: The named rules of the catalog (``lrp-ref --rule NAME``) and their constructors.
 RULES: dict[str, Callable[..., R.Rule]] = {
@@ -47,6 +52,15 @@ COMPOSITES: dict[str, Callable[..., C.Composite]] = {
     "depth_based": C.depth_based,
 }
 
+#: Propagation methods beyond LRP's rules, named like composites (whole-model assignments without parameters).
+#: Kept apart from COMPOSITES: they are not LRP presets (the conformance vectors and ``check`` cover those),
+#: and Excitation Backprop refuses models whose layers see negative inputs.
+METHODS: dict[str, Callable[..., C.Composite]] = {
+    "excitation_backprop": C.excitation_backprop,
+    "excitation_backprop_contrastive": lambda: C.excitation_backprop(contrastive=True),
+    "rap": C.rap,
+}
+
 _NEEDS_BOUNDS = {"zbox", "epsilon_gamma_box"}
 
 #: Rules meant for the input layer only (their assumptions hold for bounded inputs, not hidden layers).
@@ -66,6 +80,14 @@ SEED_COMPARISON: tuple[tuple[str, str], ...] = (
 )
 
 
+#: The optional second row of the comparison (``compare-rules --more``): methods the seed cites beyond LRP.
+MORE_COMPARISON: tuple[tuple[str, str], ...] = (
+    ("Excitation Backprop (MWP)", "excitation_backprop"),
+    ("contrastive MWP (c-MWP)", "excitation_backprop_contrastive"),
+    ("RAP", "rap"),
+)
+
+
 _INTEGER_PARAMETERS = {"n_upper", "n_lower"}
 
 
@@ -79,7 +101,8 @@ def parameters(factory: Callable[..., Any]) -> list[str]:
         typed = [(f.name, str(f.type)) for f in dataclasses.fields(factory) if f.init]
     else:
         typed = [(p.name, str(p.annotation)) for p in inspect.signature(factory).parameters.values()]
-    return [name for name, annotation in typed if "str" not in annotation and not name.startswith("_")]
+    return [name for name, annotation in typed
+            if not any(word in annotation for word in ("str", "bool", "Rule")) and not name.startswith("_")]
 
 
 def _nearest(word: str, choices: list[str]) -> str:
@@ -88,7 +111,7 @@ def _nearest(word: str, choices: list[str]) -> str:
 
 
 def _known() -> str:
-    return (f"rules: {', '.join(RULES)}; composites: {', '.join(COMPOSITES)}; "
+    return (f"rules: {', '.join(RULES)}; composites: {', '.join(COMPOSITES)}; methods: {', '.join(METHODS)}; "
             "FIRST+REST puts rule FIRST on the first linear layer and REST on the others, e.g. zbox+epsilon")
 
 
@@ -96,7 +119,7 @@ def _check_part(part: str, position: str) -> None:
     """Check ``NAME[:key=value,...]``.  ``position`` is 'alone', 'first' or 'rest'."""
     name, _, params = part.strip().partition(":")
     name = name.strip().lower()
-    table: dict[str, Callable[..., Any]] = {**RULES, **COMPOSITES}
+    table: dict[str, Callable[..., Any]] = {**RULES, **COMPOSITES, **METHODS}
     if name not in table:
         what = f"unknown rule or composite {name!r}" if name else "a rule name is missing"
         raise RuleParameterError(f"{what}{_nearest(name, list(table))}; {_known()}")
@@ -111,7 +134,10 @@ def _check_part(part: str, position: str) -> None:
                                      f"{name}'s parameters: {', '.join(allowed) or 'none'}")
         if key not in allowed:
             listing = f"its parameters: {', '.join(allowed)}" if allowed else "it takes no parameters"
-            raise RuleParameterError(f"{'rule' if name in RULES else 'composite'} {name!r} has no parameter "
+            if f"{name}_{key}" in table:
+                listing += f"; for that variant write {name}_{key}"
+            kind = "rule" if name in RULES else "composite" if name in COMPOSITES else "method"
+            raise RuleParameterError(f"{kind} {name!r} has no parameter "
                                      f"{key!r}{_nearest(key, allowed)}; {listing}")
         if key in seen:
             raise RuleParameterError(f"parameter {key!r} of {name!r} is given twice")
@@ -123,8 +149,9 @@ def _check_part(part: str, position: str) -> None:
             raise RuleParameterError(f"{key}={value!r} is not a number{hint}") from None
         if key in _INTEGER_PARAMETERS and not number.is_integer():
             raise RuleParameterError(f"{key}={value!r} must be a whole number (a count of layers)")
-    if name in COMPOSITES and position != "alone":
-        raise RuleParameterError(f"{name!r} is a composite; both sides of FIRST+REST must be single rules "
+    if (name in COMPOSITES or name in METHODS) and position != "alone":
+        kind = "composite" if name in COMPOSITES else "method"
+        raise RuleParameterError(f"{name!r} is a {kind}; both sides of FIRST+REST must be single rules "
                                  f"({', '.join(RULES)})")
     if name in INPUT_ONLY and position != "first":
         raise RuleParameterError(
@@ -171,7 +198,7 @@ def _parse(spec: str) -> tuple[str, dict[str, Any]]:
 
 def _build(spec: str, bounds: tuple[Any, Any] | None) -> R.Rule | C.Composite:
     name, kwargs = _parse(spec)
-    table: dict[str, Callable[..., Any]] = {**RULES, **COMPOSITES}
+    table: dict[str, Callable[..., Any]] = {**RULES, **COMPOSITES, **METHODS}
     if name not in table:
         known = ", ".join(sorted(table))
         raise RuleParameterError(f"unknown rule or composite {name!r}; known: {known}")

@@ -4,11 +4,13 @@ Subcommands::
 
     lrp-ref info          --model M
     lrp-ref explain       --model M --input I --rule R [--target T | --start-at NODE --neuron K] --out DIR
-    lrp-ref compare-rules --model M [--input I] [--target T] --out DIR
+    lrp-ref compare-rules --model M [--input I] [--target T] [--more] --out DIR
     lrp-ref check         --model M [--samples FILE]
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
+    lrp-ref serve         [--host H] [--port P] [--model [NAME=]PATH]   (the web demo)
+    lrp-ref convert       IN OUT.h5 [--arch A] [--input-shape C,H,W]   (see lrp_ref._cli_convert)
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -52,12 +54,14 @@ from ._cli_inputs import (
     to_model_input,
 )
 from ._cli_rules import build, unused_parts
+from ._cli_serve import add_serve
 from ._cli_start import add_start_options, start_kwargs
 from .canonize import canonize
 from .compare import compare
 from .composites import Composite
 from .errors import ConservationError, LrpRefError
 from .explain import Explanation, explain
+from .formats import load_any
 from .graph import Graph
 from .rules import Rule
 
@@ -99,18 +103,20 @@ def explained_model(args: argparse.Namespace, path: str) -> Graph:
     return model
 
 
-def open_model(path: str) -> Graph:
-    """The model of ``--model``; a file that cannot be read is one line naming it."""
+def open_model(path: str, option: str = "--model") -> Graph:
+    """The model of ``--model`` (any format of :mod:`lrp_ref.formats`); a file that cannot be read is one line."""
     p = Path(path)
     if not p.is_file():
         near = p.with_name(p.name + ".h5")
         hint = f"did you mean {near}?" if near.is_file() else "expected an lrp_ref model, e.g. weights/mnist_cnn.h5"
-        raise CliError(f"--model {path}: {'not a file' if p.exists() else 'no such file'} ({hint})")
+        raise CliError(f"{option} {path}: {'not a file' if p.exists() else 'no such file'} ({hint})")
     try:
-        return io.load(p)
+        return load_any(p)
+    except ImportError as exc:
+        raise CliError(f"{option} {path}: {exc}") from None
     except (LrpRefError, OSError) as exc:
         text = str(exc)
-        raise CliError(f"--model {text}" if text.startswith(str(p)) else f"--model {path}: {text}") from None
+        raise CliError(f"{option} {text}" if text.startswith(str(p)) else f"{option} {path}: {text}") from None
 
 
 def interpretation(args: argparse.Namespace) -> Interpretation:
@@ -239,8 +245,13 @@ class Progress:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = open_model(args.model)
-    print(f"model: {args.model}")
+    print_model(args.model, open_model(args.model))
+    return 0
+
+
+def print_model(label: str, model: Graph) -> None:
+    """What ``lrp-ref info`` prints: the layers, the shapes at their boundaries, the metadata."""
+    print(f"model: {label}")
     print(model.describe())
     shape = model.metadata.get("input_shape")
     if shape is not None:
@@ -251,7 +262,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in sorted(model.metadata.items()):
         text = np.array2string(value, threshold=8) if isinstance(value, np.ndarray) else repr(value)
         print(f"  {key}: {text}")
-    return 0
 
 
 def _explained(e: Explanation, model: Graph, i: int) -> str:
@@ -329,12 +339,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rule_comparison(model: Graph, x: Array, target: int | None) -> tuple[list[tuple[str, Explanation]], list[str]]:
-    """Every rule of the seed's comparison on ``model``: (label, explanation) per rule, and notes."""
+def _rule_comparison(model: Graph, x: Array, target: int | None, more: bool = False
+                     ) -> tuple[list[tuple[str, Explanation]], list[str]]:
+    """The seed's comparison on ``model`` (``more``: and MORE_COMPARISON): (label, explanation) per rule, notes."""
     runs: list[tuple[str, Explanation]] = []
     notes = []
-    progress = Progress(len(catalog.SEED_COMPARISON), "rules")
-    for label_text, spec in catalog.SEED_COMPARISON:
+    specs = catalog.SEED_COMPARISON + (catalog.MORE_COMPARISON if more else ())
+    progress = Progress(len(specs), "rules")
+    for label_text, spec in specs:
         rules = build_for_comparison(spec, model)
         if isinstance(rules, Composite) and (why := unused_parts(rules, model)) is not None:
             notes.append(f"note: {label_text} ({spec}): {why}")
@@ -362,7 +374,7 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                            f"{len(blocks[0][2].x)}")
         check_target(args.target, model, x)
         print(f"{Path(path).stem}: input: {inputs.description}" if len(paths) > 1 else f"input: {inputs.description}")
-        runs, notes = _rule_comparison(model, x, args.target)
+        runs, notes = _rule_comparison(model, x, args.target, args.more)
         print("\n".join(notes), end="\n" if notes else "")
         blocks.append((Path(path).stem, model, inputs, runs))
     inputs = blocks[0][2]
@@ -389,7 +401,11 @@ def cmd_compare_rules(args: argparse.Namespace) -> int:
                              f"{_worst_residual(e, i):>19.2e}")
                 panels.append((label_text, e.relevance[i], f"\u03a3R = {total:.3g}, f(x) = {e.score[i]:.3g}"))
             several = len(blocks) > 1  # one block per model, headed by its name
-            groups.append((name if several else "", model_inputs.x[i], panels, caption if several else ""))
+            seed = len(catalog.SEED_COMPARISON)  # --more: the methods beyond LRP start a row of their own
+            groups.append((name if several else "", model_inputs.x[i], panels[:seed], caption if several else ""))
+            if panels[seed:]:
+                heading = f"{name}: beyond LRP" if several else "beyond LRP"
+                groups.append((heading, model_inputs.x[i], panels[seed:], ""))
             headline.append(f"{name}: explaining class {class_name(model, target)}, f(x) = {first.score[i]:.3f}")
         if figures is not None:
             figures.write("\n".join(lines))
@@ -512,7 +528,7 @@ class _Parser(argparse.ArgumentParser):
         if "--input-range: expected one argument" in message:
             message += " (for a negative LOW write --input-range=-1,1)"
         if "required: command" in message:
-            message = "a command is required: info, explain, compare-rules, check, vectors or compare"
+            message = "a command is required: info, explain, compare-rules, check, vectors, compare, convert or serve"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -524,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, needs_input: bool) -> None:
-        p.add_argument("--model", required=True, help="model file (lrp_ref HDF5), e.g. weights/mnist_cnn.h5")
+        p.add_argument("--model", required=True, help="model file: lrp_ref HDF5 (e.g. weights/mnist_cnn.h5) or "
+                                                      "ONNX (.onnx; see lrp-ref convert)")
         p.add_argument("--samples", help=f"samples file for sample:K (default: {SAMPLES_FILE} beside the model)")
         p.add_argument("--preprocessed", action="store_true", help="the values are model inputs, not raw values")
         p.add_argument("--input-range", type=parse_range, metavar="LOW,HIGH",
@@ -540,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="convert a colour PNG to grey (refused without it for a one-channel model)")
 
     p = sub.add_parser("info", help="architecture, parameter counts and metadata of a model", allow_abbrev=False)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="model file: lrp_ref HDF5 or ONNX (.onnx)")
     p.set_defaults(run=cmd_info)
 
     inputs = ("sample:K (also sample:K,L,... or sample:all), or a .npy/.h5/.png file of raw values, "
@@ -550,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, True)
     p.add_argument("--input", required=True, help=inputs)
     rule_help = (f"NAME[:key=value,...] or FIRST+REST; rules: {', '.join(catalog.RULES)}; "
-                 f"composites: {', '.join(catalog.COMPOSITES)}; e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
+                 f"composites: {', '.join(catalog.COMPOSITES)}; methods: {', '.join(catalog.METHODS)}; "
+                 "e.g. epsilon:epsilon=0.25, zbox+alpha_beta")
     p.add_argument("--rule", required=True, help=rule_help)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--profile", default="lrp_ref", choices=list(profiles.PROFILES), help="convention profile")
@@ -563,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="sample:0", help=f"default sample:0; {inputs}")
     p.add_argument("--also-model", action="append", metavar="MODEL",
                    help="another model explained on the same input, drawn as further rows (repeatable)")
+    p.add_argument("--more", action="store_true",
+                   help="add a row with Excitation Backprop (MWP, c-MWP) and RAP, methods beyond LRP's rules")
     p.add_argument("--scale", choices=viz.SCALES, default="panel",
                    help="colours of the heatmaps: 'panel' scales each to its own max|R| (default: the rules' "
                         "magnitudes differ by orders, and one scale would leave most maps blank), 'shared' uses one "
@@ -595,6 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
     p.set_defaults(run=cmd_check_file)
+
+    add_serve(sub)
+
+    from ._cli_convert import add_convert
+
+    add_convert(sub)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():

@@ -26,15 +26,18 @@ from typing import Any
 
 from ._checks import check_int
 from .errors import RuleAssignmentError, RuleParameterError
+from .excitation import ContrastiveExcitation, ExcitationBackprop
 from .graph import Graph
 from .layers import AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dense, Layer, LinearLayer, MaxPool2d
 from .merge import Add, MergeLayer
+from .rap import RAP, AbsoluteInfluence
 from .rules import LRP0, AlphaBeta, AverageInstead, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
     "Composite",
     "DepthComposite",
     "LayerTypeComposite",
+    "TopLayerComposite",
     "TutorialComposite",
     "depth_based",
     "describe_rules",
@@ -43,8 +46,10 @@ __all__ = [
     "epsilon_gamma_box",
     "epsilon_plus",
     "epsilon_plus_flat",
+    "excitation_backprop",
     "innvestigate_deep_taylor",
     "innvestigate_preset",
+    "rap",
     "resolve_rules",
     "tutorial_vgg",
 ]
@@ -313,6 +318,75 @@ def depth_based(
         "depth_based", input_rule=input_rule, lower=Gamma(gamma, stabilizer), middle=Epsilon(epsilon),
         upper=LRP0(), n_upper=n_upper, n_lower=n_lower,
     )
+
+
+# ----------------------------------------------------------------------------- beyond LRP: Excitation Backprop, RAP
+
+
+@dataclass(frozen=True)
+class TopLayerComposite(Composite):
+    """One rule for the output layer (the last Dense or Conv2d node), one for the other Dense/Conv2d, one for pooling.
+
+    Average pooling (``AvgPool2d``, ``AdaptiveAvgPool2d``) takes ``pooling``;
+    an ``input_rule``, if given, replaces ``rest`` on the layers that read the
+    model input.  Every other node (ReLU, Flatten, max pooling, batch norm,
+    merges) takes the profile's default.
+    """
+
+    name: str
+    top: Rule
+    rest: Rule
+    pooling: Rule
+    input_rule: Rule | None = None
+
+    def assign(self, model: Graph) -> list[Rule | None]:
+        linear = [i for i, layer in enumerate(model) if isinstance(layer, (Dense, Conv2d))]
+        if not linear:
+            raise RuleAssignmentError(f"{self.name} needs a Dense or Conv2d output layer; the model has none")
+        depth = linear_depths(model)
+        rules: list[Rule | None] = []
+        for i, layer in enumerate(model):
+            rule: Rule | None = None
+            if i == linear[-1]:
+                rule = self.top
+            elif isinstance(layer, (Dense, Conv2d)):
+                rule = self.input_rule if self.input_rule is not None and depth[i] == 1 else self.rest
+            elif isinstance(layer, (AvgPool2d, AdaptiveAvgPool2d)):
+                rule = self.pooling
+            rules.append(rule)
+        return rules
+
+
+def excitation_backprop(contrastive: bool = False) -> TopLayerComposite:
+    """Excitation Backprop (Zhang et al. 2016): the MWP rule on every Dense, Conv2d and average pooling layer.
+
+    ``contrastive=True``: c-MWP, the output layer subtracts the map of the
+    target's dual unit (:class:`~lrp_ref.excitation.ContrastiveExcitation`).
+    With :func:`lrp_ref.explain` the start is ``f_t(x)``, so the maps are
+    ``f_t(x)`` times the winning probabilities;
+    :func:`lrp_ref.excitation.explain_excitation` starts from probability 1.
+    See :mod:`lrp_ref.excitation` for the formulas and the relation to z+.
+    """
+    if not isinstance(contrastive, bool):
+        raise RuleParameterError(f"excitation_backprop: contrastive must be True or False; got {contrastive!r}")
+    mwp = ExcitationBackprop()
+    top: Rule = ContrastiveExcitation() if contrastive else mwp
+    return TopLayerComposite("excitation_backprop" + ("_contrastive" if contrastive else ""), top=top, rest=mwp,
+                             pooling=mwp)
+
+
+def rap(input_rule: Rule | None = None) -> TopLayerComposite:
+    """Relative Attributing Propagation (Nam et al. 2020): absolute influence on the output layer, RAP below.
+
+    Output layer: :class:`~lrp_ref.rap.AbsoluteInfluence`; every other Dense
+    and Conv2d: :class:`~lrp_ref.rap.RAP`; average pooling: ``LRP0()``
+    (proportional, as the authors' implementation); ``input_rule`` (e.g.
+    ``ZBox(low, high)``), if given, on the layers that read the model input.
+    See :mod:`lrp_ref.rap`.
+    """
+    if input_rule is not None and not isinstance(input_rule, Rule):
+        raise RuleParameterError(f"rap: input_rule must be a Rule or None; got {type(input_rule).__name__}")
+    return TopLayerComposite("rap", top=AbsoluteInfluence(), rest=RAP(), pooling=LRP0(), input_rule=input_rule)
 
 
 # ----------------------------------------------------------------------------- resolution

@@ -11,6 +11,9 @@
 #   import.  Its wheel's C operators do not register beside the CPU torch, so a plain
 #   `import torchvision` fails ("operator torchvision::nms does not exist"):
 #   tests/crosscheck/tolerant_torchvision.py imports it despite them (conftest.py calls it).
+# * onnx and onnxscript serve torch.onnx.export (tests/crosscheck/test_onnx_export.py and
+#   scripts/export_onnx_fixtures.py); onnxruntime is the forward reference of the float32 exports.
+#   None of them depends on torch.
 set -euo pipefail
 
 VENV="${1:-.venv-xcheck}"
@@ -19,6 +22,7 @@ TORCH="${TORCH:-torch==2.13.0}"
 ZENNIT="${ZENNIT:-zennit==0.5.1}"
 CAPTUM="${CAPTUM:-captum==0.9.0}"
 TORCHVISION="${TORCHVISION:-torchvision==0.28.0}"
+ONNX_PACKAGES="${ONNX_PACKAGES:-onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -31,6 +35,8 @@ PIP=("$VENV/bin/python" -m pip install --quiet)
 # dependencies of zennit (click, Pillow) and captum (matplotlib, packaging, tqdm), without torch/torchvision
 "${PIP[@]}" numpy scipy h5py pytest hypothesis click Pillow matplotlib packaging tqdm threadpoolctl
 "${PIP[@]}" --no-deps "$ZENNIT" "$CAPTUM" "$TORCHVISION"
+# shellcheck disable=SC2086  # a list of requirements
+"${PIP[@]}" $ONNX_PACKAGES
 "${PIP[@]}" -e "$ROOT"
 
 # fail here, not in the tests, if the pieces do not fit together
@@ -44,6 +50,8 @@ torchvision.models.resnet18(num_classes=10)  # the model classes work despite th
 from zennit.composites import EpsilonGammaBox  # zennit imports the real torchvision
 from zennit.torchvision import ResNetCanonizer
 from captum.attr import LRP
+import onnx, onnxscript, onnxruntime
 print(f"cross-check environment ready: torch {torch.__version__}, torchvision {version('torchvision')}, "
-      f"zennit {version('zennit')}, captum {version('captum')}, lrp_ref {lrp_ref.__version__}")
+      f"zennit {version('zennit')}, captum {version('captum')}, onnx {onnx.__version__}, "
+      f"onnxscript {onnxscript.__version__}, onnxruntime {onnxruntime.__version__}, lrp_ref {lrp_ref.__version__}")
 PY

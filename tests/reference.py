@@ -50,6 +50,7 @@ __all__ = [
     "adaptive_bin",
     "batchnorm_scale",
     "connectivity_matrix",
+    "conv2d_matrix",
     "dense_matrix",
     "naive_adaptive_avgpool2d",
     "naive_avgpool2d",
@@ -59,12 +60,17 @@ __all__ = [
     "naive_conv2d",
     "naive_dense",
     "naive_maxpool2d",
+    "ref_absolute_influence",
     "ref_alphabeta",
+    "ref_beyond_lrp",
+    "ref_contrastive_excitation",
     "ref_epsilon",
+    "ref_excitation",
     "ref_flat",
     "ref_gamma",
     "ref_lrp0",
     "ref_maxpool_route",
+    "ref_rap",
     "ref_rule",
     "ref_wsquare",
     "ref_zbox",
@@ -596,3 +602,114 @@ def ref_rule(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, A
         raise TypeError(f"no reference for rule {rule!r}")
     R_in, absorbed = out
     return R_in.reshape(a.shape), absorbed
+
+
+# ----------------------------------------------------------------------------- beyond LRP: Excitation Backprop, RAP
+
+
+def ref_excitation(W: Array, a: Array, R: Array) -> tuple[Array, Array]:
+    """MWP (Zhang et al. 2016): P_j = sum_k P(j|k) P_k with P(j|k) = a_j w_jk+ / sum_j' a_j' w_j'k+.
+
+    The conditional probability matrix is built explicitly; a parent without
+    excitatory input (column sum 0) has no conditional distribution and its
+    probability is dropped (returned as absorbed).  ``a`` must be >= 0.
+    """
+    excitatory = np.einsum("nj,jk->njk", a, np.maximum(W, 0.0))
+    column = excitatory.sum(axis=1)  # (N, K): sum_j a_j w_jk+
+    has_children = column > 0
+    conditional = np.where(has_children[:, None, :], excitatory / np.where(has_children, column, 1.0)[:, None, :],
+                           0.0)  # P(j|k), each column sums to 1 or is all zero
+    P_in = np.einsum("njk,nk->nj", conditional, R)
+    dropped = np.where(has_children, 0.0, R).sum(axis=1)
+    return P_in, dropped
+
+
+def ref_contrastive_excitation(W: Array, a: Array, R: Array) -> tuple[Array, Array]:
+    """c-MWP's top layer: MWP through W minus MWP through the dual unit's weights -W.
+
+    absorbed = what the target's map drops + the dual map's total (which is subtracted).
+    """
+    target, target_dropped = ref_excitation(W, a, R)
+    dual, dual_dropped = ref_excitation(-W, a, R)
+    return target - dual, target_dropped + (R.sum(axis=1) - dual_dropped)
+
+
+def ref_absolute_influence(W: Array, a: Array, R: Array) -> tuple[Array, Array]:
+    """RAP's output layer: R_j = sum_k |a_j w_jk| / sum_j' |a_j' w_j'k| R_k; bias unused."""
+    return _distribute(np.abs(np.einsum("nj,jk->njk", a, W)), np.zeros(W.shape[1]), R, 0.0)
+
+
+def ref_rap(W: Array, a: Array, R: Array) -> tuple[Array, Array]:
+    """RAP on a hidden layer (Nam et al. 2020), from the message tensors.
+
+    M1_jk = z+_jk / sum_j z+_jk R+_k,  M2_jk = |z-_jk| / sum_j |z-_jk| R-_k,  M3_jk = |z-_jk| / sum_j |z_jk| R_k;
+    R~_j = sum_k (M1 + M2 + M3)_jk; S = the j with a non-zero message (by the signs of z_jk and R_k);
+    R_j = R~_j - (sum R~ - sum R) / |S| on S (the authors' shift, which restores conservation), 0 elsewhere.
+    Absorbed: all of R if S is empty, else nothing.
+    """
+    Z = np.einsum("nj,jk->njk", a, W)
+    Z_pos, Z_neg_abs = np.maximum(Z, 0.0), -np.minimum(Z, 0.0)
+
+    def per_unit(r: Array, total: Array) -> Array:
+        """r_k / total_k where total_k > 0, else 0 (N, K): each message is a contribution times this."""
+        return np.where(total > 0, r / np.where(total > 0, total, 1.0), 0.0)
+
+    P, N = Z_pos.sum(axis=1), Z_neg_abs.sum(axis=1)
+    f1 = per_unit(np.maximum(R, 0.0), P)        # M1_jk = z+_jk R+_k / P_k
+    f2 = per_unit(np.minimum(R, 0.0), N)        # M2_jk = |z-_jk| R-_k / N_k
+    f3 = per_unit(R, np.abs(Z).sum(axis=1))     # M3_jk = |z-_jk| R_k / sum_j |z_jk|
+    R_tilde = np.einsum("njk,nk->nj", Z_pos, f1) + np.einsum("njk,nk->nj", Z_neg_abs, f2 + f3)
+    message = ((Z_pos > 0) & (R[:, None, :] > 0)) | ((Z_neg_abs > 0) & (R[:, None, :] != 0))
+    in_S = message.any(axis=2)  # (N, J)
+    count = in_S.sum(axis=1)
+    R_in = np.zeros_like(R_tilde)
+    absorbed = np.zeros(a.shape[0])
+    for n in range(a.shape[0]):
+        if count[n] == 0:
+            absorbed[n] = R[n].sum()
+            continue
+        shift = (R_tilde[n].sum() - R[n].sum()) / count[n]
+        R_in[n] = np.where(in_S[n], R_tilde[n] - shift, 0.0)
+    return R_in, absorbed
+
+
+def ref_beyond_lrp(rule: Any, layer: Any, a: Array, R: Array, matrices: tuple[Array, Array] | None = None
+                   ) -> tuple[Array, Array]:
+    """Reference of an Excitation Backprop or RAP rule on ``layer``: (R_in shaped like ``a``, absorbed (N,))."""
+    from lrp_ref.excitation import ContrastiveExcitation, ExcitationBackprop
+    from lrp_ref.rap import RAP, AbsoluteInfluence
+
+    W = dense_matrix(layer, a.shape[1:])[0] if matrices is None else matrices[0]
+    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
+    R2 = R.reshape(R.shape[0], -1).astype(np.float64)
+    table = {ExcitationBackprop: ref_excitation, ContrastiveExcitation: ref_contrastive_excitation,
+             AbsoluteInfluence: ref_absolute_influence, RAP: ref_rap}
+    R_in, absorbed = table[type(rule)](W, a2, R2)
+    return R_in.reshape(a.shape), absorbed
+
+
+def conv2d_matrix(layer: Conv2d, input_shape: tuple[int, ...]) -> Array:
+    """``W`` (in_size, out_size) of a Conv2d by scattering its weights with explicit index arithmetic.
+
+    Faster than :func:`dense_matrix`'s probing for large layers (the shipped CNN), and written
+    independently of it: ``W[(g Cg + c, y sh + i dh - ph, x sw + j dw - pw), (o, y, x)] = weight[o, c, i, j]``
+    for the positions inside the image.  Bias-free.
+    """
+    (sh, sw), (dh, dw) = _pair(layer.stride), _pair(layer.dilation)
+    ph, pb, pw, pr = _sides(layer.padding)
+    cin, height, width = (int(s) for s in input_shape)
+    weight = np.asarray(layer.weight, dtype=np.float64)
+    n_out, cg, kh, kw = weight.shape
+    per_group = n_out // layer.groups
+    oh, ow = _out_size(height, kh, sh, ph, dh, pb), _out_size(width, kw, sw, pw, dw, pr)
+    W = np.zeros((cin, height, width, n_out, oh, ow))
+    for o in range(n_out):
+        g = o // per_group
+        for y in range(oh):
+            for xx in range(ow):
+                for i in range(kh):
+                    for j in range(kw):
+                        row, col = y * sh + i * dh - ph, xx * sw + j * dw - pw
+                        if 0 <= row < height and 0 <= col < width:
+                            W[g * cg:(g + 1) * cg, row, col, o, y, xx] += weight[o, :, i, j]
+    return W.reshape(cin * height * width, n_out * oh * ow)

@@ -224,8 +224,10 @@ for name in C.__all__:
             add(name, make, param, bad_counts(), skip=("none",) if param == "n_lower" else ())
         elif param == "letter":
             add(name, make, param, {"lower-case": "a", "unknown": "C", "int": 1, "none": None})
-        elif param == "flat":
+        elif param in ("flat", "contrastive"):
             add(name, make, param, {"str": "yes", "int": 1, "none": None})
+        elif param == "input_rule":  # rap(): None is valid (RAP on the input layer too)
+            add(name, make, param, {"str": "zbox", "int": 1, "class": R.ZBox})
         else:
             raise AssertionError(f"no bad-input catalogue for composites.{name}({param})")
 
