@@ -1,24 +1,29 @@
 """Benchmark lrp_ref against zennit and Captum on a VGG-16-shaped network and the shipped MNIST CNN.
 
     python bench/run_bench.py                 # the full matrix (about 30 minutes on 2 cores)
-    python bench/run_bench.py --quick         # VGG-16 batch 1 and MNIST batch 256, float32, 2 repeats
+    python bench/run_bench.py --quick         # what the targets need: VGG-16 batch 1 (float32, float64), MNIST b256
+    python bench/run_bench.py --quick --no-breakdown   # without the per-change breakdown
     python bench/run_bench.py --help
 
 Writes bench/results.json (every measurement) and bench/results.md (tables, ratios,
-the targets of issue 5 marked met / not met).  See bench/README.md for what is
-measured and how.
+the targets of issue 13 marked met / not met, threads on and off, and with --breakdown
+what each change of issue 13 saved).  See bench/README.md for what is measured and how.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import importlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -33,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+if "--worker" in sys.argv:  # a breakdown worker times the lrp_ref of another revision: its tree comes first
+    sys.path.insert(0, json.loads(sys.argv[sys.argv.index("--worker") + 1])["tree"])
 
 import lrp_ref  # noqa: E402
 import lrp_ref._windows  # noqa: E402
@@ -233,6 +240,19 @@ class Config:
         return f"{self.model}/b{self.batch}/{self.dtype}"
 
 
+def one_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with lrp_ref's thread pool off (``LRP_REF_THREADS=1``, read at every call); BLAS threads as they are."""
+    saved = os.environ.get("LRP_REF_THREADS")
+    os.environ["LRP_REF_THREADS"] = "1"
+    try:
+        return fn()
+    finally:
+        if saved is None:
+            del os.environ["LRP_REF_THREADS"]
+        else:
+            os.environ["LRP_REF_THREADS"] = saved
+
+
 def callables(cfg: Config, impls: list[str], peers: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """name -> a function running one measurement; names as 'impl' or 'impl:composite'."""
     model, x = build(cfg.model, cfg.batch, cfg.dtype)
@@ -242,6 +262,8 @@ def callables(cfg: Config, impls: list[str], peers: dict[str, Any]) -> dict[str,
         fns["lrp_ref:forward"] = lambda: model.forward(x)
         for name, comp in comps.items():
             fns[f"lrp_ref:{name}"] = lambda comp=comp: lrp_ref.explain(model, x, comp)
+            if "threads" in impls:  # the same with the thread pool off (LRP_REF_THREADS=1)
+                fns[f"lrp_ref[1 thread]:{name}"] = lambda comp=comp: one_thread(lambda: lrp_ref.explain(model, x, comp))
     torch = peers.get("torch")
     if torch is None or not ({"torch", "zennit", "captum"} & set(impls)):
         return fns
@@ -359,6 +381,7 @@ def time_config(cfg: Config, impls: list[str], peers: dict[str, Any], idle_wait:
             foreign_s += others()
     return {
         "median_s": {name: statistics.median(ts) for name, ts in times.items()},
+        "min_s": {name: min(ts) for name, ts in times.items()},  # the reported time: least disturbed by other load
         "all_s": times,
         "timed_s": sum(map(sum, times.values())),
         "foreign_cpu_s": foreign_s,
@@ -442,6 +465,128 @@ def memory_config(cfg: Config, impls: list[str]) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- per-change breakdown (issue 13)
+
+#: What each change of issue 13 saved: lrp_ref/ of each revision, timed in its own worker process.
+#: (label, git revision or "HEAD" for this checkout's tree, LRP_REF_THREADS, extra environment).
+#: Every change is bit-identical, so every step must give the same relevance bits (checked).
+STEPS: list[tuple[str, str, str | None, dict[str, str]]] = [
+    ("round one (before issue 13)", "757bfb11", None, {}),
+    ("+ the measured savings: in-place propagate, stabiliser in the run's dtype, sign-split fast path for a >= 0, "
+     "rules' weights without copies, ledger sums once per boundary, flat denominator from one sample and adjoint "
+     "as a channel sum, ZBox bounds check from min/max", "4ed627f5", "1", {}),
+    ("+ im2col as one copy of a strided window view", "36bcb8e0", "1", {}),
+    ("+ max pooling's winners found from the forward's z (this checkout, pool off)", "HEAD", "1", {}),
+    ("+ the thread pool (LRP_REF_THREADS unset: one thread per core)", "HEAD", None, {}),
+    ("(the same, OpenBLAS held to 1 thread: does the pool want BLAS's cores?)", "HEAD", None,
+     {"OPENBLAS_NUM_THREADS": "1"}),
+]
+
+
+def _tree(rev: str, into: Path) -> Path:
+    """A directory whose lrp_ref/ is that of ``rev`` (this checkout's own for "HEAD", with uncommitted edits)."""
+    if rev == "HEAD":
+        return ROOT
+    target = into / rev
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "lrp_ref"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def worker(spec: dict[str, Any]) -> int:
+    """Breakdown worker: build the configuration, warm up, print each composite's digest, then time on request.
+
+    Reads composite names from stdin, one per line; answers each with the seconds one call took.
+    """
+    model, x = build(spec["model"], spec["batch"], spec["dtype"])
+    comps = {name: lrp_composite(name, spec["model"]) for name in COMPOSITES}
+    digests = {}
+    for name, comp in comps.items():
+        e = lrp_ref.explain(model, x, comp)
+        h = hashlib.sha256()
+        # the bits of every value (+ 0.0 maps -0.0 to +0.0: round one's sum() started from the integer 0, so its
+        # zeros are all +0.0, where the in-place steps keep the -0.0 of a negative times zero; equal values)
+        for r in (*e.layers, *(entry.absorbed for entry in e.ledger.entries)):
+            h.update(np.ascontiguousarray(r + 0.0).tobytes())
+        digests[name] = h.hexdigest()[:16]
+    print(json.dumps({"digests": digests, "lrp_ref": lrp_ref.__file__}), flush=True)
+    for line in sys.stdin:
+        comp = comps[line.strip()]
+        gc.collect()
+        t0 = time.perf_counter()
+        lrp_ref.explain(model, x, comp)
+        print(time.perf_counter() - t0, flush=True)
+    return 0
+
+
+def breakdown(cfgs: list[Config], repeats: int) -> dict[str, Any]:
+    """Time every step of :data:`STEPS`: one worker process per step, rounds interleaved, min and median of repeats."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return {"error": "the breakdown needs git and a git checkout (it times older revisions of lrp_ref/)"}
+    out: dict[str, Any] = {"steps": [label for label, *_ in STEPS], "configs": {}}
+    with tempfile.TemporaryDirectory(prefix="lrp_ref_bench_") as tmp:
+        trees = [_tree(rev, Path(tmp)) for _, rev, _, _ in STEPS]
+        for cfg in cfgs:
+            procs = []
+            for (_, _, threads, extra), tree in zip(STEPS, trees):
+                env = {k: v for k, v in os.environ.items() if k != "LRP_REF_THREADS"}
+                env.update(extra)
+                if threads is not None:
+                    env["LRP_REF_THREADS"] = threads
+                spec = {"tree": str(tree), "model": cfg.model, "batch": cfg.batch, "dtype": cfg.dtype}
+                procs.append(subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            heads = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+            times: list[dict[str, list[float]]] = [{c: [] for c in COMPOSITES} for _ in procs]
+            load = [os.getloadavg()[0]]
+            for r in range(repeats):
+                order = list(range(len(procs)))
+                order = order[r % len(order):] + order[:r % len(order)]  # rotate: no step always runs first
+                for c in COMPOSITES:
+                    for k in order:
+                        procs[k].stdin.write(c + "\n")  # type: ignore[union-attr]
+                        procs[k].stdin.flush()  # type: ignore[union-attr]
+                        times[k][c].append(float(procs[k].stdout.readline()))  # type: ignore[union-attr]
+            for p in procs:
+                p.stdin.close()  # type: ignore[union-attr]
+                p.wait()
+            same = {c: len({h["digests"][c] for h in heads}) == 1 for c in COMPOSITES}
+            out["configs"][cfg.key] = {
+                "min_s": [{c: min(ts[c]) for c in COMPOSITES} for ts in times],
+                "median_s": [{c: statistics.median(ts[c]) for c in COMPOSITES} for ts in times],
+                "all_s": times, "digests": [h["digests"] for h in heads], "bit_identical": same,
+                "load_average_1min": [*load, os.getloadavg()[0]],  # before and after: how shared the machine was
+            }
+            print(f"{cfg.key}: breakdown " + json.dumps({c: [round(m[c], 4) for m in out["configs"][cfg.key]["min_s"]]
+                                                         for c in COMPOSITES}) + f" bit-identical {same}", flush=True)
+    return out
+
+
+def breakdown_markdown(bd: dict[str, Any]) -> list[str]:
+    if "error" in bd:
+        return ["## What each change saved", "", bd["error"]]
+    lines = ["## What each change saved (min of the repeats; each step in its own process, rounds interleaved)", "",
+             "Each step adds one change to the one above; the saving is against the step above and, in the last "
+             "column, against round one.  Relevance bits: the sha256 of every relevance map and absorbed share, "
+             "compared across all steps.", ""]
+    for key, res in bd["configs"].items():
+        for c in COMPOSITES:
+            lines += [f"**{key}, {c}** (relevance bits identical in every step: "
+                      f"{'yes' if res['bit_identical'][c] else '**no**'}; load average of the machine "
+                      f"{res['load_average_1min'][0]:.1f} before, {res['load_average_1min'][1]:.1f} after)", "",
+                      "| step | min (s) | median (s) | saved vs step above | time / round one |",
+                      "|---|---|---|---|---|"]
+            first = res["min_s"][0][c]
+            for k, label in enumerate(bd["steps"]):
+                t_min, t_med = res["min_s"][k][c], res["median_s"][k][c]
+                saved = "" if k == 0 else f"{100 * (1 - t_min / res['min_s'][k - 1][c]):.0f}%"
+                lines.append(f"| {label} | {t_min:.4f} | {t_med:.4f} | {saved} | {t_min / first:.2f} |")
+            lines.append("")
+    return lines
+
+
 # ----------------------------------------------------------------------------- environment
 
 
@@ -473,6 +618,8 @@ def environment(peers: dict[str, Any]) -> dict[str, Any]:
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "block_bytes": lrp_ref._windows.BLOCK_BYTES,
+        "lrp_ref_threads": importlib.import_module("lrp_ref._threads").n_threads(),
+        "LRP_REF_THREADS": os.environ.get("LRP_REF_THREADS"),
     }
     try:
         from threadpoolctl import threadpool_info
@@ -501,9 +648,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets of issue 5, evaluated on this run."""
+    """The targets of issue 13 on lrp_ref's core (float32 unless said), evaluated on this run."""
     def t(key: str, name: str) -> float | None:
-        return results.get(key, {}).get("timing", {}).get("median_s", {}).get(name)
+        return results.get(key, {}).get("timing", {}).get("min_s", {}).get(name)
 
     def mem(key: str, name: str) -> float | None:
         return results.get(key, {}).get("memory", {}).get(name, {}).get("rss_peak_delta_mb")
@@ -515,19 +662,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                      "met": None if value is None else bool(value <= limit)})
 
     v1, v64, m256 = "vgg16/b1/float32", "vgg16/b1/float64", "mnist_cnn/b256/float32"
-    add("VGG-16 b1: epsilon_plus_flat time / zennit's", ratio(t(v1, "lrp_ref:epsilon_plus_flat"),
-                                                            t(v1, "zennit:epsilon_plus_flat")), 0.5)
-    add("VGG-16 b1: epsilon_gamma_box time / zennit's", ratio(t(v1, "lrp_ref:epsilon_gamma_box"),
-                                                            t(v1, "zennit:epsilon_gamma_box")), 0.35)
+    box_limit = {"epsilon_plus_flat": 0.5, "epsilon_gamma_box": 0.3}
+    for c in COMPOSITES:
+        add(f"VGG-16 b1: {c} time / zennit's", ratio(t(v1, f"lrp_ref:{c}"), t(v1, f"zennit:{c}")), box_limit[c])
     for c in COMPOSITES:  # for information: the same computation as zennit's (profile "zennit")
         add(f"(same conventions) VGG-16 b1: {c} profile=zennit / zennit",
-            ratio(t(v1, f"lrp_ref[zennit]:{c}"), t(v1, f"zennit:{c}")), 0.5 if c == "epsilon_plus_flat" else 0.35)
-    for c in COMPOSITES:
-        add(f"VGG-16 b1: {c} explain / lrp_ref forward", ratio(t(v1, f"lrp_ref:{c}"), t(v1, "lrp_ref:forward")), 2.5)
-    for c in COMPOSITES:
-        add(f"VGG-16 b1: {c} float64 / zennit float32", ratio(t(v64, f"lrp_ref:{c}"), t(v1, f"zennit:{c}")), 1.0)
+            ratio(t(v1, f"lrp_ref[zennit]:{c}"), t(v1, f"zennit:{c}")), box_limit[c])
+    add("VGG-16 b1: epsilon_plus_flat time / Captum's LRP (z+ / epsilon, no flat rule)",
+        ratio(t(v1, "lrp_ref:epsilon_plus_flat"), t(v1, "captum:epsilon_plus_flat")), 1.2)
     for c in COMPOSITES:
         add(f"MNIST CNN b256: {c} time / zennit's", ratio(t(m256, f"lrp_ref:{c}"), t(m256, f"zennit:{c}")), 0.7)
+    for c in COMPOSITES:
+        add(f"VGG-16 b1: {c} explain / lrp_ref forward", ratio(t(v1, f"lrp_ref:{c}"), t(v1, "lrp_ref:forward")), 3.0)
+    for c in COMPOSITES:
+        add(f"VGG-16 b1: {c} float64 / zennit float32", ratio(t(v64, f"lrp_ref:{c}"), t(v1, f"zennit:{c}")), 1.0)
     for c in COMPOSITES:
         add(f"VGG-16 b1: {c} peak memory / zennit's", ratio(mem(v1, f"lrp_ref:{c}"), mem(v1, f"zennit:{c}")), 1.0)
     return rows
@@ -547,11 +695,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"BLAS: {env['threadpools']}; OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}.  ")
     lines.append(f"CPU time used by other processes during the {report['timed_s']:.0f} s of timed calls: "
                  f"{report['foreign_cpu_s']:.1f} s (0: the machine was otherwise idle; per configuration in the JSON).")
-    lines += ["", "## Targets (issue 5; ratios from this run)", "", "| target | ratio | limit | |", "|---|---|---|---|"]
+    lines += ["", "## Targets (issue 13, lrp_ref's core; ratios from this run)", "",
+              "| target | ratio | limit | |", "|---|---|---|---|"]
     for row in report["targets"]:
         verdict = "n/a" if row["met"] is None else ("met" if row["met"] else "**not met**")
         lines.append(f"| {row['target']} | {fmt(row['ratio'], '.2f')} | {row['limit']} | {verdict} |")
-    lines += ["", "## Times (median seconds per call)", "",
+    lines += ["", "## Times (seconds per call, the minimum over the rounds; medians in results.json)", "",
               "lrp_ref: its own conventions (the targets); lrp_ref [zennit]: `profile=\"zennit\"`, the same "
               "computation as zennit's (e.g. zennit's gamma is the generalised, two-branch form); "
               "agreement: max |R_lrp_ref[zennit] - R_zennit| / max |R| and the correlation with lrp_ref's default.", ""]
@@ -560,7 +709,7 @@ def markdown(report: dict[str, Any]) -> str:
                  "| lrp_ref / own forward | agreement | relevance dtype |")
     lines.append("|---" * 14 + "|")
     for key, res in results.items():
-        med = res.get("timing", {}).get("median_s", {})
+        med = res.get("timing", {}).get("min_s", {})
         for c in COMPOSITES:
             ours, same, zen = med.get(f"lrp_ref:{c}"), med.get(f"lrp_ref[zennit]:{c}"), med.get(f"zennit:{c}")
             agree = res.get("timing", {}).get("agreement", {}).get(c, {})
@@ -573,6 +722,18 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{fmt(ratio(ours, med.get('lrp_ref:forward')), '.2f')} | {agree_txt} | "
                 f"{', '.join(res.get('timing', {}).get('lrp_ref_relevance_dtypes', [])) or 'n/a'} |"
             )
+    thread_rows = [(key, c, res["timing"]["min_s"]) for key, res in results.items() for c in COMPOSITES
+                   if f"lrp_ref[1 thread]:{c}" in res.get("timing", {}).get("min_s", {})]
+    if thread_rows:
+        lines += ["", f"## Threads on and off (lrp_ref's pool: {env.get('lrp_ref_threads')} threads; "
+                  "BLAS threads as reported above in both)", "",
+                  "| model / batch / dtype | composite | 1 thread (s) | pool (s) | pool / 1 thread |",
+                  "|---|---|---|---|---|"]
+        for key, c, med in thread_rows:
+            one, pool = med[f"lrp_ref[1 thread]:{c}"], med.get(f"lrp_ref:{c}")
+            lines.append(f"| {key} | {c} | {fmt(one)} | {fmt(pool)} | {fmt(ratio(pool, one), '.2f')} |")
+    if report.get("breakdown"):
+        lines += ["", *breakdown_markdown(report["breakdown"])]
     mem_rows = [(k, r["memory"]) for k, r in results.items() if r.get("memory")]
     if mem_rows:
         lines += ["", "## Peak memory (MiB above the resident set before the call; fresh process each)", ""]
@@ -597,7 +758,8 @@ def markdown(report: dict[str, Any]) -> str:
 def configs(args: argparse.Namespace) -> list[Config]:
     if args.quick:
         quick = args.repeats or 2
-        return [Config("vgg16", 1, "float32", quick), Config("mnist_cnn", 256, "float32", quick)]
+        return [Config("vgg16", 1, "float32", quick), Config("mnist_cnn", 256, "float32", quick),
+                Config("vgg16", 1, "float64", quick)]  # float64: the target "no slower than zennit in float32"
     out = []
     for dtype in ("float32", "float64"):
         out.append(Config("vgg16", 1, dtype, args.repeats or 5))
@@ -609,28 +771,37 @@ def configs(args: argparse.Namespace) -> list[Config]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="VGG-16 batch 1 and MNIST batch 256 in float32 only")
+    parser.add_argument("--quick", action="store_true",
+                        help="only what the targets need: VGG-16 b1 (float32, float64) and MNIST b256 float32")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per configuration (median)")
     parser.add_argument("--only", choices=["vgg16", "mnist_cnn"], help="one model only")
-    parser.add_argument("--impls", default="lrp_ref,zennit,captum,torch",
-                        help="comma-separated subset of lrp_ref,zennit,captum,torch")
+    parser.add_argument("--impls", default="lrp_ref,threads,zennit,captum,torch",
+                        help="comma-separated subset of lrp_ref,threads,zennit,captum,torch "
+                             "(threads: lrp_ref once more with its thread pool off)")
     parser.add_argument("--memory", choices=["none", "key", "all"], default="key",
                         help="peak-memory probes: none, key (float32 and VGG-16 batch 1 float64; default), all")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                         help="before each round, wait up to SECONDS for other processes to go quiet (shared machines)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where results.json and results.md go")
+    parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                        help="time each change of issue 13 (older revisions of lrp_ref/ via git; VGG-16 b1 and "
+                             "MNIST b256, float32); default on")
+    parser.add_argument("--breakdown-repeats", type=int, default=5, metavar="N", help="repeats per breakdown step")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.probe:
         print(json.dumps(probe(json.loads(args.probe))))
         return 0
+    if args.worker:
+        return worker(json.loads(args.worker))
 
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-    peers = import_peers() if set(impls) - {"lrp_ref"} else {}
+    peers = import_peers() if set(impls) - {"lrp_ref", "threads"} else {}
     if "torch" not in peers:
         print(f"PyTorch peers skipped: {peers.get('error', 'not requested')}", flush=True)
-        impls = [i for i in impls if i == "lrp_ref"]
+        impls = [i for i in impls if i in ("lrp_ref", "threads")]
     for name in ("zennit", "captum"):
         if name in impls and name not in peers:
             print(f"{name} skipped: {peers.get(name + '_error')}", flush=True)
@@ -643,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in todo:
         print(f"{cfg.key}: {cfg.repeats} repeats", flush=True)
         timing = time_config(cfg, impls, peers, args.wait_idle)
-        for name, med in timing["median_s"].items():
+        for name, med in timing["min_s"].items():
             print(f"    {name:<34} {med:8.4f} s", flush=True)
         results[cfg.key] = {"config": cfg.__dict__, "timing": timing}
         gc.collect()
@@ -664,6 +835,10 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(peers),
         "results": results,
     }
+    if args.breakdown:
+        wanted = [Config(m, b, "float32", args.breakdown_repeats) for m, b in (("vgg16", 1), ("mnist_cnn", 256))]
+        report["breakdown"] = breakdown([c for c in wanted if args.only in (None, c.model)], args.breakdown_repeats)
+        report["wall_s"] = time.perf_counter() - t_start
     report["targets"] = targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _threads
+
 Pair = tuple[int, int]
 #: Padding of the two spatial axes: ``(rows, cols)`` on both sides, or ``(top, bottom, left, right)``.
 Padding = tuple[int, int] | tuple[int, int, int, int]
@@ -122,8 +124,18 @@ def im2col(xp: Array, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, n_
         # a 1x1 window with stride 1 is the image itself: no copy
         return xp[:, :, rows[0] : rows[1], :].reshape(n, c, n_rows * n_cols)
     cols = buffer[: n * c * kh * kw * n_rows * n_cols].reshape(n, c, kh, kw, n_rows, n_cols)
-    for i, j, row_slice, col_slice in offsets(kernel, stride, dilation, rows, n_cols):
-        cols[:, :, i, j] = xp[:, :, row_slice, col_slice]
+    # every window at once: a read-only strided view (N, C, kh, kw, R, OW) of xp whose element
+    # [n, c, i, j, y, x] is xp[n, c, (y0 + y) sh + i dh, x sw + j dw] (the slices of offsets(), stacked)
+    (sh, sw), (dh, dw) = stride, dilation
+    s_n, s_c, s_h, s_w = xp.strides
+    start = xp[:, :, rows[0] * sh :, :]
+    windows = np.lib.stride_tricks.as_strided(
+        start, (n, c, kh, kw, n_rows, n_cols), (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
+
+    def copy(index: tuple[slice, ...]) -> None:  # blocks of samples (or channels) on the threads of _threads
+        np.copyto(cols[index], windows[index])
+
+    _threads.run_blocks(copy, cols.shape)
     return cols.reshape(n, c * kh * kw, n_rows * n_cols)
 
 
@@ -137,8 +149,14 @@ def col2im(cols: Array, grad: Array, kernel: Pair, stride: Pair, dilation: Pair,
     kh, kw = kernel
     n_rows = rows[1] - rows[0]
     cols6 = cols.reshape(n, c, kh, kw, n_rows, n_cols)
-    for i, j, row_slice, col_slice in offsets(kernel, stride, dilation, rows, n_cols):
-        grad[:, :, row_slice, col_slice] += cols6[:, :, i, j]
+    shifts = list(offsets(kernel, stride, dilation, rows, n_cols))
+
+    def add(index: tuple[slice, ...]) -> None:  # blocks of samples (or channels): disjoint parts of grad
+        dst, src = grad[index], cols6[index]
+        for i, j, row_slice, col_slice in shifts:
+            dst[:, :, row_slice, col_slice] += src[:, :, i, j]
+
+    _threads.run_blocks(add, cols6.shape)
 
 
 def pad(x: Array, padding: Padding, value: float = 0.0) -> Array:

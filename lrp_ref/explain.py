@@ -14,7 +14,7 @@ from ._start import Start, ancestors, check_output_start, plan_start
 from .composites import Composite, TopLayerComposite, resolve_rules
 from .errors import ArgumentError, LrpRefError, NonFiniteError, RuleAssignmentError, ShapeError, TargetError
 from .graph import Graph, Sequential
-from .ledger import LayerBalance, Ledger
+from .ledger import BoundarySums, LayerBalance, Ledger
 from .profiles import PROFILES, Profile, get_profile
 from .rules import Rule
 
@@ -254,6 +254,7 @@ def explain(
     relevances[-1] = R
     reached = ancestors(model, top) if start is not None else None
     balances = []
+    sums = BoundarySums()  # each relevance array's per-sample sums for the ledger, taken once
     for i in reversed(range(top + 1)):
         layer, rule = model[i], layer_rules[i]
         if reached is not None and i not in reached:  # another branch: the start does not depend on it
@@ -268,12 +269,15 @@ def explain(
             step = rule.relevance(layer, a, R, z=activations[i + 1])  # z: reused by the rules that can
         except LrpRefError as exc:  # say where it happened
             raise type(exc)(f"{_where(model, i)} with rule {rule!r}: {exc}") from None
-        if not (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed))):
+        balance = LayerBalance.from_arrays(i, model.label(i), repr(rule), R, step.relevance, step.absorbed, sums)
+        # a finite per-sample sum of |R_in| + |absorbed| means every value is finite: the full test only when not
+        if not (np.all(np.isfinite(balance.scale))
+                or (np.all(np.isfinite(step.relevance)) and np.all(np.isfinite(step.absorbed)))):
             raise NonFiniteError(
                 f"{_where(model, i)} with rule {rule!r} produced NaN or inf relevance; "
                 "use a stabiliser (epsilon > 0) or a rule that suits this layer"
             )
-        balances.append(LayerBalance.from_arrays(i, model.label(i), repr(rule), R, step.relevance, step.absorbed))
+        balances.append(balance)
         for t, part in zip(model.sources(i), model.unpack(i, step.relevance, activations)):
             previous = relevances[t]
             relevances[t] = part if previous is None else previous + part

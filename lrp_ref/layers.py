@@ -34,13 +34,14 @@ or its padded input, would exceed :data:`MAX_ELEMENTS` (2**31) elements.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from . import _windows
+from . import _threads, _windows
 from ._checks import (
     MAX_ELEMENTS,
     MAX_EXTENT,
@@ -52,6 +53,7 @@ from ._checks import (
     element_count,
     is_int,
     pair,
+    require_finite,
 )
 from .errors import LayerParameterError, ShapeError
 
@@ -271,6 +273,27 @@ class LinearLayer(Layer):
         """Bias broadcastable against one sample's output; zeros if the layer has none."""
         raise NotImplementedError
 
+    def _derived(self, weight: Array) -> LinearLayer:
+        """``with_weight(weight)`` for a weight a rule computed element-wise from this layer's own.
+
+        The rules' modified weights (``max(w, 0)``, ``w + gamma w+``, ``w ** 2``,
+        ...) are fresh arrays of the layer's shape and dtype that nothing else
+        holds: this freezes and uses ``weight`` itself instead of copying it
+        twice, as :meth:`with_weight` does for arrays a caller may still hold.
+        The check that matters for such a weight stays: it must be finite
+        (``w + gamma w+`` or ``w ** 2`` can overflow).  Any other array goes
+        through :meth:`with_weight`.
+        """
+        own = (type(self) in (Dense, Conv2d) and isinstance(weight, np.ndarray) and weight.base is None
+               and weight.flags.writeable and weight.shape == self.weight.shape and weight.dtype == self.dtype)
+        if not own:
+            return self.with_weight(weight)
+        require_finite(weight, f"{type(self).__name__} weight (modified by a rule)")
+        layer = copy.copy(self)  # the frozen dataclass without __post_init__'s copy of the weight
+        object.__setattr__(layer, "weight", _frozen(weight))
+        object.__setattr__(layer, "bias", None)
+        return layer
+
     def for_input(self, input_shape: Shape) -> LinearLayer:
         """The layer as the rules see it for inputs of one sample's shape ``input_shape``.
 
@@ -286,7 +309,12 @@ class LinearLayer(Layer):
         return self
 
     def forward(self, a: Array) -> Array:
-        return self.linear(a) + self.bias_term()
+        z = self.linear(a)
+        b = self.bias_term()
+        if (z.flags.writeable and z.dtype == np.result_type(z, b) and z.shape == np.broadcast_shapes(z.shape, b.shape)
+                and not np.may_share_memory(z, a)):
+            return _threads.elementwise(np.add, z, b, out=z)  # z is linear's own new array: the bias added in place
+        return _threads.elementwise(np.add, z, b)
 
     def check_output(self, s: Array, input_shape: Shape) -> None:
         """Raise :class:`ShapeError` unless ``s`` is a batch of this layer's outputs for ``input_shape``."""
@@ -579,7 +607,7 @@ class ReLU(Layer):
 
     def forward(self, a: Array) -> Array:
         self.check_input(a)
-        return np.maximum(a, 0)
+        return _threads.elementwise(np.maximum, a, 0)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _threads
 from .errors import ConservationError
 
-__all__ = ["LayerBalance", "Ledger", "default_rtol"]
+__all__ = ["BoundarySums", "LayerBalance", "Ledger", "default_rtol"]
 
 Array = NDArray[Any]
 
@@ -39,7 +40,7 @@ def default_rtol(dtype: Any) -> float:
 
 
 def _abs_sum(x: Array) -> Array:
-    return np.abs(x).reshape(x.shape[0], -1).sum(axis=1)
+    return _threads.per_sample_sum(x, absolute=True)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,42 @@ class LayerBalance:
         return self.r_out - self.r_in - self.absorbed
 
     @classmethod
-    def from_arrays(cls, index: int, layer: str, rule: str, R_out: Array, R_in: Array, absorbed: Array) -> LayerBalance:
-        n = R_out.shape[0]
-        r_out = R_out.reshape(n, -1).sum(axis=1)
-        r_in = R_in.reshape(n, -1).sum(axis=1)
-        scale = _abs_sum(R_out) + _abs_sum(R_in) + np.abs(absorbed)
+    def from_arrays(cls, index: int, layer: str, rule: str, R_out: Array, R_in: Array, absorbed: Array,
+                    sums: BoundarySums | None = None) -> LayerBalance:
+        """The line of one layer from its relevance arrays; ``sums`` reuses sums already taken."""
+        sums = BoundarySums() if sums is None else sums
+        r_out, abs_out = sums(R_out)
+        r_in, abs_in = sums(R_in)
+        scale = abs_out + abs_in + np.abs(absorbed)
         return cls(index, layer, rule, r_out, r_in, absorbed, scale)
+
+
+class BoundarySums:
+    """Per-sample ``sum R`` and ``sum |R|`` of relevance arrays, each array summed once.
+
+    The relevance a layer passes down is, in a chain, the next layer's
+    ``R_out`` (the same array, or a reshaped view of the same memory after a
+    flatten): its sums are taken once and reused for both ledger lines.
+    Made per explanation; it remembers only the last array it summed.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[Array, Array, Array] | None = None
+
+    @staticmethod
+    def _same_data(x: Array, y: Array) -> bool:
+        """Whether ``x`` and ``y`` hold the same values in the same (C) order: one buffer seen in two shapes."""
+        return (x is y or (x.dtype == y.dtype and x.size == y.size and x.shape[:1] == y.shape[:1]
+                           and x.flags.c_contiguous and y.flags.c_contiguous
+                           and x.__array_interface__["data"][0] == y.__array_interface__["data"][0]))
+
+    def __call__(self, x: Array) -> tuple[Array, Array]:
+        """``(sum R, sum |R|)`` per sample (N,), as ``x.reshape(N, -1).sum(axis=1)`` computes them."""
+        if self._last is not None and self._same_data(self._last[0], x):
+            return self._last[1], self._last[2]
+        total, magnitude = _threads.per_sample_sum(x), _abs_sum(x)
+        self._last = (x, total, magnitude)  # x is held, so its buffer cannot be reused by another array meanwhile
+        return total, magnitude
 
 
 @dataclass(frozen=True)

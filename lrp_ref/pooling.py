@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from . import _windows
+from . import _threads, _windows
 from ._checks import (
     MAX_ELEMENTS,
     MAX_KERNEL,
@@ -478,9 +478,16 @@ class MaxPool2d(Layer):
     @staticmethod
     def _max(ap: Array, slices: list[tuple[slice, slice]]) -> Array:
         # the element-wise maximum of the kh * kw shifted slices (see _windows.offsets)
-        out = ap[:, :, slices[0][0], slices[0][1]].copy()
-        for rows, cols in slices[1:]:
-            np.maximum(out, ap[:, :, rows, cols], out=out)
+        first = ap[:, :, slices[0][0], slices[0][1]]
+        out = np.empty(first.shape, ap.dtype)
+
+        def block(index: tuple[slice, ...]) -> None:  # blocks of samples (or channels) on the threads of _threads
+            src, dst = ap[index], out[index]
+            dst[...] = src[:, :, slices[0][0], slices[0][1]]
+            for rows, cols in slices[1:]:
+                np.maximum(dst, src[:, :, rows, cols], out=dst)
+
+        _threads.run_blocks(block, out.shape)
         return out
 
     def forward(self, a: Array) -> Array:
@@ -497,6 +504,10 @@ class MaxPool2d(Layer):
         gradient this is the gradient of max pooling; with ``r`` the upper
         relevance it is the winner-takes-all rule.  Overlapping windows add up.
         """
+        return self._route(a, r, ties)
+
+    def _route(self, a: Array, r: Array, ties: Ties = "split", peak: Array | None = None) -> Array:
+        """:meth:`route`; ``peak``, if given, is this layer's output for ``a`` (the forward sweep's), not recomputed."""
         self.check_input(a)
         ap, slices, (oh, ow) = self._shifted(a)
         if r.shape != (a.shape[0], a.shape[1], oh, ow):
@@ -504,31 +515,37 @@ class MaxPool2d(Layer):
                              f"got {r.shape}")
         if not isinstance(ties, str) or ties not in ("split", "first"):
             raise LayerParameterError(f"ties must be 'split' or 'first'; got {ties!r}")
-        # where does each window's maximum sit?  one boolean map (N, C, OH, OW) per kernel offset
-        peak = self._max(ap, slices)
-        winners = [ap[:, :, rows, cols] == peak for rows, cols in slices]
-        if ties == "split":
-            # each of the c tied winners of a window takes r / c
-            count = winners[0].astype(a.dtype)
-            for won in winners[1:]:
-                count += won
-            share = r / count
-        else:
-            # only the first winner in row-major order (i, then j) takes r
-            taken = np.zeros_like(winners[0])
-            for won in winners:
-                won &= ~taken
-                taken |= won
-            share = r
-        # the adjoint of the offsets: each winner's share goes back onto its pixel
         routed = np.zeros(ap.shape, a.dtype)
         kh, kw = self.kernel_size  # type: ignore[misc]
         sh, sw = self.stride  # type: ignore[misc]
-        for won, (rows, cols) in zip(winners, slices):
-            if sh >= kh and sw >= kw:  # windows do not overlap: every pixel is written at most once
-                np.multiply(won, share, out=routed[:, :, rows, cols], casting="same_kind")
-            else:  # overlapping windows: a pixel collects the shares of every window it wins
-                routed[:, :, rows, cols] += won * share
+        apart = sh >= kh and sw >= kw  # windows do not overlap: every pixel is written at most once
+
+        def block(index: tuple[slice, ...]) -> None:  # samples (or channels) are independent: blocks on threads
+            ap_b, r_b, routed_b = ap[index], r[index], routed[index]
+            # where does each window's maximum sit?  one boolean map (N, C, OH, OW) per kernel offset
+            peak_b = self._max(ap_b, slices) if peak is None else peak[index]
+            winners = [ap_b[:, :, rows, cols] == peak_b for rows, cols in slices]
+            if ties == "split":
+                # each of the c tied winners of a window takes r / c
+                count = winners[0].astype(a.dtype)
+                for won in winners[1:]:
+                    count += won
+                share = r_b / count
+            else:
+                # only the first winner in row-major order (i, then j) takes r
+                taken = np.zeros_like(winners[0])
+                for won in winners:
+                    won &= ~taken
+                    taken |= won
+                share = r_b
+            # the adjoint of the offsets: each winner's share goes back onto its pixel
+            for won, (rows, cols) in zip(winners, slices):
+                if apart:
+                    np.multiply(won, share, out=routed_b[:, :, rows, cols], casting="same_kind")
+                else:  # overlapping windows: a pixel collects the shares of every window it wins
+                    routed_b[:, :, rows, cols] += won * share
+
+        _threads.run_blocks(block, r.shape)
         return _windows.crop(routed, self.padding)  # type: ignore[arg-type]
 
     def describe(self) -> str:

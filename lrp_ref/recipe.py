@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _threads
 from .layers import LinearLayer
 
 __all__ = ["Propagation", "StabilizerForm", "per_sample_sum", "propagate", "sign_terms", "stabilize"]
@@ -52,15 +53,29 @@ Term = tuple[LinearLayer, Array]
 
 
 def stabilize(z: Array, eps: float, form: StabilizerForm = "sign") -> Array:
-    """Move the denominator ``z`` away from zero by ``eps`` (see the module docstring for ``form``)."""
+    """Move the denominator ``z`` away from zero by ``eps`` (see the module docstring for ``form``).
+
+    Computed in ``z``'s dtype: in a float32 run ``eps`` is rounded to float32
+    once and no float64 temporary is made.  Returns a new array (``z`` itself
+    when ``eps == 0``).
+    """
     if eps == 0:
         return z
+    e = z.dtype.type(eps)
     if form == "sign":
-        return z + np.where(z >= 0, eps, -eps).astype(z.dtype)
+        # z + eps * sign(z) with sign(0) = +1, block by block (on the threads of _threads)
+        out = np.empty_like(z)
+
+        def block(index: tuple[slice, ...]) -> None:
+            zb = z[index] if index else z
+            np.add(zb, np.where(zb >= 0, e, -e), out=out[index] if index else out)
+
+        _threads.run_blocks(block, z.shape)
+        return out
     if form == "add":
-        return z + np.asarray(eps, dtype=z.dtype)
+        return _threads.elementwise(np.add, z, e)
     if form == "zeros":
-        return np.where(z == 0, np.asarray(eps, dtype=z.dtype), z)
+        return np.where(z == 0, e, z)
     raise ValueError(f"stabiliser form must be 'sign', 'add' or 'zeros'; got {form!r}")
 
 
@@ -89,8 +104,8 @@ class Propagation:
 
 
 def per_sample_sum(x: Array) -> Array:
-    """Sum over everything but the batch axis."""
-    return x.reshape(x.shape[0], -1).sum(axis=1)
+    """Sum over everything but the batch axis (``x.reshape(N, -1).sum(axis=1)``, whole samples per thread)."""
+    return _threads.per_sample_sum(x)
 
 
 def propagate(
@@ -109,25 +124,68 @@ def propagate(
     boolean) optionally restricts the rule to some outputs: the others pass
     nothing down here (another call handles them).  ``z``, if given, is that
     denominator already computed (the forward sweep's pre-activation, for the
-    rules that use the layer unmodified): step 1 is then skipped.
+    rules that use the layer unmodified; or one sample's, shape (1, ...), for
+    the rules whose denominator does not depend on the input): step 1 is then
+    skipped.
+
+    The steps work in place on the arrays they create (never on ``z``, ``R``
+    or the inputs): the results are bit-identical to the plain expressions.
     """
     input_shape = terms[0][1].shape[1:]
-    # step 1: modified forward pass, z_k = sum_t sum_j a_tj w_tjk + b'_k
+    # step 1: modified forward pass, z_k = sum_t sum_j a_tj w_tjk + b'_k (summed in place, in the order of the terms)
     if z is None:
-        z = sum(layer.linear(a) for layer, a in terms) + bias
+        z = terms[0][0].linear(terms[0][1])
+        for layer, a in terms[1:]:
+            z = _in_place(np.add, z, layer.linear(a))
+        z = _in_place(np.add, z, bias)
     zs = stabilize(z, eps, form)
+    # ledger: the share of the bias and stabiliser terms, b'_k + (zs_k - z_k), taken before zs is overwritten;
+    # without a stabiliser zs - z is 0 wherever z is finite (a finite per-sample sum of z says every z_k is)
+    if zs is not z or not np.all(np.isfinite(per_sample_sum(z))):
+        shares = _in_place(np.add, _threads.elementwise(np.subtract, zs, z), bias)
+    else:
+        shares = bias
     # step 2: element-wise division s_k = R_k / z_k (0 where the denominator is exactly 0);
     # a subnormal denominator can overflow s: explain() reports that as NonFiniteError
-    zero = zs == 0
+    any_zero = not np.all(zs)  # (no (N, ...) mask unless needed)
+    zero = zs == 0 if any_zero else np.zeros((), bool)
     if mask is not None:
         R = np.where(mask, R, 0)
     with np.errstate(over="ignore", invalid="ignore"):
-        s = np.divide(R, zs, out=np.zeros_like(zs), where=~zero)
+        if any_zero:
+            s = np.divide(R, zs, out=np.zeros(np.broadcast_shapes(R.shape, zs.shape), zs.dtype), where=~zero)
+        elif zs is not z and zs.shape == R.shape and zs.dtype == np.result_type(R, zs):
+            s = _threads.elementwise(np.divide, R, zs, out=zs)  # zs is this call's own array: divided in place
+        else:
+            s = _threads.elementwise(np.divide, R, zs, out=np.empty(np.broadcast_shapes(R.shape, zs.shape), zs.dtype))
         # step 3: backward pass c_tj = sum_k w_tjk s_k;  step 4: R_j = sum_t a_tj c_tj
-        R_in = sum(a * layer.vjp(s, input_shape) for layer, a in terms)
-        # ledger: the share of the bias and stabiliser terms, and of the zero denominators
-        absorbed = per_sample_sum(s * (bias + (zs - z))) + per_sample_sum(np.where(zero, R, 0))
+        R_in = None
+        for layer, a in terms:
+            c = layer.vjp(s, input_shape)
+            part = _in_place(np.multiply, c, a) if _fresh(c, s, a) else _threads.elementwise(np.multiply, a, c)
+            R_in = part if R_in is None else _in_place(np.add, R_in, part)
+        absorbed = per_sample_sum(_in_place(np.multiply, shares, s) if shares is not bias
+                                  else _threads.elementwise(np.multiply, s, bias))
+        if any_zero:  # the relevance of zero denominators is absorbed whole
+            absorbed = absorbed + per_sample_sum(np.where(zero, R, 0))
     return Propagation(np.asarray(R_in), absorbed)
+
+
+def _in_place(op: np.ufunc, x: Array, y: Array) -> Array:
+    """``op(x, y)``, written into ``x`` when ``x`` is a writable array of the result's shape and dtype.
+
+    Only for ``x`` that the caller computed itself (no one else holds it).  Bit-identical to ``op(x, y)``:
+    only where the result is stored changes.
+    """
+    if (isinstance(x, np.ndarray) and x.flags.writeable and x.shape == np.broadcast_shapes(x.shape, np.shape(y))
+            and x.dtype == np.result_type(x, y) and not np.may_share_memory(x, y)):
+        return _threads.elementwise(op, x, y, out=x)
+    return _threads.elementwise(op, x, y)
+
+
+def _fresh(c: Array, s: Array, a: Array) -> bool:
+    """Whether the adjoint's output ``c`` is its own array (not ``s``, ``a``, or read-only): step 4 may reuse it."""
+    return bool(c.flags.writeable) and not np.may_share_memory(c, s) and not np.may_share_memory(c, a)
 
 
 def sign_terms(layer: LinearLayer, a: Array, positive: bool, split: Literal["contributions", "weights"]) -> list[Term]:
@@ -140,10 +198,14 @@ def sign_terms(layer: LinearLayer, a: Array, positive: bool, split: Literal["con
     identically zero (``a-`` after a ReLU) are left out.
     """
     w = layer.weight
-    w_pos, w_neg = layer.with_weight(np.maximum(w, 0)), layer.with_weight(np.minimum(w, 0))
     if split == "weights":
-        return [(w_pos if positive else w_neg, a)]
+        return [(layer._derived(np.maximum(w, 0) if positive else np.minimum(w, 0)), a)]
+    if a.size and a.min() >= 0:
+        # the usual case after a ReLU: a+ = a and a- = 0, whose term is left out (as below); a min() >= 0
+        # reads a once instead of building a+, a- and testing a- (NaN fails the test and takes the general path)
+        return [(layer._derived(np.maximum(w, 0) if positive else np.minimum(w, 0)), a)]
     a_pos, a_neg = np.maximum(a, 0), np.minimum(a, 0)
+    w_pos, w_neg = layer._derived(np.maximum(w, 0)), layer._derived(np.minimum(w, 0))
     pairs = [(w_pos, a_pos), (w_neg, a_neg)] if positive else [(w_neg, a_pos), (w_pos, a_neg)]
     kept = [(lay, inp) for lay, inp in pairs if np.any(inp)]
     return kept or [pairs[0]]

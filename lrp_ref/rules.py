@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from ._checks import describe_value, real_array, real_number
 from .errors import RuleParameterError, ShapeError
-from .layers import AvgPool2d, BatchNorm, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
+from .layers import AvgPool2d, BatchNorm, Conv2d, Flatten, Layer, LinearLayer, MaxPool2d, ReLU
 from .merge import Concat
 from .recipe import Propagation, per_sample_sum, propagate, sign_terms, stabilize
 
@@ -293,13 +293,13 @@ class Gamma(Rule):
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
         w, b, g = layer.weight, layer.bias_term(), self.gamma
         eps, form = float(self.stabilizer), self.form  # type: ignore[arg-type]
-        up = layer.with_weight(w + g * np.maximum(w, 0))
+        up = layer._derived(w + g * np.maximum(w, 0))
         if self.variant == "plain":
             return propagate([(up, a)], b + g * np.maximum(b, 0), R, eps, form)  # type: ignore[arg-type]
         if self.variant == "weights":
             return propagate([(up, a)], b, R, eps, form)  # type: ignore[arg-type]
         # generalized: the sign of the ordinary pre-activation z picks the branch
-        down = layer.with_weight(w + g * np.minimum(w, 0))
+        down = layer._derived(w + g * np.minimum(w, 0))
         assert z is not None
         a_pos, a_neg = np.maximum(a, 0), np.minimum(a, 0)
         pos_terms = [(up, a_pos)] + ([(down, a_neg)] if np.any(a_neg) else [])
@@ -459,8 +459,15 @@ class ZBox(Rule):
                 f"ZBox bounds of shape low {self.low.shape}, high {self.high.shape} "
                 f"do not broadcast to the layer input {a.shape}"
             ) from exc
-        outside = (a < low) | (a > high)
-        if np.any(outside):
+        if self.low.size == 1 and self.high.size == 1:
+            # scalar bounds (the usual case): the extremes of x decide, without an (N, ...) mask; low and high are
+            # this call's casts, computed once and used by the check and by both terms below
+            lo, hi = low.flat[0], high.flat[0]
+            inside = not (a.size and (a.min() < lo or a.max() > hi))
+        else:
+            inside = not np.any((a < low) | (a > high))
+        if not inside:
+            outside = (a < low) | (a > high)
             raise RuleParameterError(
                 f"ZBox needs low <= x <= high, but {int(outside.sum())} input value(s) lie outside "
                 f"(x in [{a.min():.6g}, {a.max():.6g}]); pass the bounds of the model input"
@@ -469,8 +476,8 @@ class ZBox(Rule):
         # x w - l w+ - h w-, written as (x - l) w+ + (x - h) w-: every product has a factor of known sign, so a
         # window whose terms are all exactly zero has a denominator of exactly zero (absorbed), not rounding noise
         terms = [
-            (layer.with_weight(np.maximum(w, 0)), a - low),       # (x - l) w+ >= 0
-            (layer.with_weight(np.minimum(w, 0)), a - high),      # (x - h) w- >= 0
+            (layer._derived(np.maximum(w, 0)), a - low),       # (x - l) w+ >= 0
+            (layer._derived(np.minimum(w, 0)), a - high),      # (x - h) w- >= 0
         ]
         return propagate(terms, np.zeros_like(layer.bias_term()), R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
@@ -499,10 +506,10 @@ class WSquare(Rule):
     bias: str | None = None
 
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
-        squared = layer.with_weight(layer.weight**2)
+        squared = layer._derived(layer.weight**2)
         b = layer.bias_term()
         bias = b**2 if self.bias == "square" else np.zeros_like(b)
-        return propagate([(squared, np.ones_like(a))], bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
+        return propagate([(squared, _ones(a))], bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, repr=False)
@@ -526,9 +533,65 @@ class Flat(Rule):
     form: str | None = None
 
     def _relevance(self, layer: LinearLayer, a: Array, R: Array, z: Array | None) -> Propagation:
-        flat = layer.with_weight(np.ones_like(layer.weight))
+        flat = layer._derived(np.ones_like(layer.weight))
         zero_bias = np.zeros_like(layer.bias_term())
-        return propagate([(flat, np.ones_like(a))], zero_bias, R, float(self.stabilizer), self.form)  # type: ignore[arg-type]
+        z_one = None
+        if flat.weight[0].size < 2**24:
+            # the denominator counts the inputs of each output: whole numbers, exact in any order of summation and
+            # the same for every sample, so one sample's is computed (plus the zero bias, as propagate would)
+            z_one = flat.linear(np.ones((1, *a.shape[1:]), a.dtype)) + zero_bias
+        if isinstance(flat, Conv2d):
+            flat = _ChannelSum(flat)  # the adjoint of all-ones weights: sum s over the output channels first
+        return propagate([(flat, _ones(a))], zero_bias, R, float(self.stabilizer), self.form, z=z_one)  # type: ignore[arg-type]
+
+
+def _ones(a: Array) -> Array:
+    """An array of ones shaped like ``a``, in its dtype (a read-only broadcast view: no memory)."""
+    return np.broadcast_to(np.ones((), a.dtype), a.shape)
+
+
+class _ChannelSum(LinearLayer):
+    r"""The all-ones convolution of the flat rule, whose adjoint is a sum over the output channels.
+
+    With every weight 1, ``c_j = sum_k s_k`` over the outputs ``k`` connected to
+    ``j``: ``S = sum_o s_o`` (per group), spread over each window by the adjoint
+    of a one-channel all-ones convolution, is the same for every input channel
+    of the group.  That is O/G times fewer products than the full adjoint, and
+    the sum over ``o`` runs in the order the full adjoint's matrix product
+    takes (one output channel after the other), so the result is the same.
+    Everything else is the wrapped layer's.
+    """
+
+    def __init__(self, layer: Conv2d):
+        self.layer = layer
+        self.weight = layer.weight
+        self.bias = None
+        self.dtype = layer.dtype
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.layer.output_shape(input_shape)
+
+    def linear(self, a: Array) -> Array:
+        return self.layer.linear(a)
+
+    def bias_term(self) -> Array:
+        return self.layer.bias_term()
+
+    def describe(self) -> str:
+        return self.layer.describe()
+
+    def vjp(self, s: Array, input_shape: tuple[int, ...]) -> Array:
+        layer = self.layer
+        layer.check_output(s, input_shape)
+        n, g = s.shape[0], layer.groups
+        per_group = s.reshape(n, g, layer.out_channels // g, *s.shape[2:])
+        sums = per_group[:, :, 0].copy()  # (N, G, OH, OW): S = s_0 + s_1 + ..., one channel after the other
+        for o in range(1, per_group.shape[2]):
+            sums += per_group[:, :, o]
+        kh, kw = layer.kernel_size
+        spread = dataclasses.replace(layer, weight=np.ones((g, 1, kh, kw), layer.dtype), bias=None, groups=g)
+        c = spread.vjp(sums, (g, *input_shape[1:]))  # (N, G, H, W): one input channel's c per group
+        return np.repeat(c, layer.in_channels // g, axis=1)
 
 
 # ----------------------------------------------------------------------------- rules for the other layers
@@ -583,7 +646,9 @@ class WinnerTakesAll(Rule):
                                      where=stabilize(z, self.epsilon, self.form) != 0)  # type: ignore[arg-type]
         else:
             kept = R
-        routed = layer.route(a, kept, self.ties)  # type: ignore[arg-type]
+        # the forward sweep's z is the windows' maximum: route() need not find it again
+        peak = z if z is not None and z.shape == R.shape and z.dtype == a.dtype else None
+        routed = layer._route(a, kept, self.ties, peak)  # type: ignore[arg-type]
         return Propagation(routed, per_sample_sum(R - kept))
 
 
