@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _threads
-from .errors import ConservationError
+from .errors import ArgumentError, ConservationError
 
 __all__ = ["BoundarySums", "LayerBalance", "Ledger", "default_rtol"]
 
@@ -182,7 +182,15 @@ class Ledger:
             )
 
     def table(self, sample: int = 0) -> str:
-        """A readable table of one sample's ledger, from the output layer down (a graph's nodes by name)."""
+        """A readable table of one sample's ledger, from the output layer down (a graph's nodes by name).
+
+        For a batch, the table says which sample it shows (``str(ledger)``
+        shows sample 0; ``table(k)`` sample ``k``).
+        """
+        n = len(self.start)
+        if not isinstance(sample, (int, np.integer)) or isinstance(sample, bool) or not -n <= sample < n:
+            raise ArgumentError(f"sample must be an int in [0, {n - 1}] (the ledger holds {n} sample(s)); "
+                                f"got {sample!r}")
         # columns as wide as the longest entry (at least 30 and 40, at most 60 characters)
         lw = min(max([30] + [len(e.layer) for e in self.entries]), 60)
         rw = min(max([40] + [len(e.rule) for e in self.entries]), 60)
@@ -195,6 +203,8 @@ class Ledger:
                 f"{e.r_in[sample]:>12.6g} {e.absorbed[sample]:>12.4g} {e.residual[sample]:>10.2e}"
             )
         lines.append("-" * len(header))
+        if n > 1:
+            lines.append(f"sample {sample % n} of a batch of {n} (table(k) shows sample k)")
         lines.append(
             f"{self.start_label} {self.start[sample]:.10g} = input relevance {self.input_relevance[sample]:.10g}"
             f" + absorbed {self.absorbed[sample]:.10g}"

@@ -315,3 +315,26 @@ def test_parameter_free_layers_accept_a_dtype_like_the_others():
     assert model.dtype == np.float32
     with pytest.raises(L.LayerParameterError, match="float32 or float64; got dtype int64"):
         L.ReLU(dtype=np.int64)
+
+
+def test_ledger_table_of_a_batch_names_the_sample_it_shows():
+    import numpy as np
+    import pytest
+
+    import lrp_ref
+    from lrp_ref import rules
+    from lrp_ref.errors import ArgumentError
+
+    rng = np.random.default_rng(3)
+    model = lrp_ref.Sequential([lrp_ref.Dense(rng.normal(size=(4, 6)), rng.normal(size=4)), lrp_ref.ReLU(),
+                                lrp_ref.Dense(rng.normal(size=(2, 4)), np.zeros(2))])
+    e = lrp_ref.explain(model, rng.normal(size=(3, 6)), rules.Epsilon(0.1))
+    assert "sample 0 of a batch of 3" in str(e.ledger)
+    table = e.ledger.table(2)
+    assert "sample 2 of a batch of 3" in table
+    assert f"{e.ledger.start[2]:.10g}" in table.splitlines()[-1]
+    one = lrp_ref.explain(model, rng.normal(size=(1, 6)), rules.Epsilon(0.1))
+    assert "of a batch" not in str(one.ledger)
+    for bad in (3, -4, 1.0, True, "0"):
+        with pytest.raises(ArgumentError, match="sample must be an int"):
+            e.ledger.table(bad)
