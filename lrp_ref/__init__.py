@@ -5,12 +5,14 @@ Public API::
     from lrp_ref import Sequential, Graph, Dense, Conv2d, MaxPool2d, AvgPool2d, ReLU, Flatten, Add, Concat
     from lrp_ref import BatchNorm1d, BatchNorm2d, AdaptiveAvgPool2d, GlobalAvgPool2d, same_padding
     from lrp_ref import explain, rules, composites, load, save, canonize
+    from lrp_ref import explain_dataset
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
 
 from . import composites, profiles, rules, testing
 from .canonize import canonize
+from .dataset import DatasetSummary, explain_dataset
 from .errors import (
     ArgumentError,
     ConservationError,
@@ -57,6 +59,7 @@ __all__ = [
     "Concat",
     "ConservationError",
     "Conv2d",
+    "DatasetSummary",
     "Dense",
     "Explanation",
     "Flatten",
@@ -81,6 +84,7 @@ __all__ = [
     "canonize",
     "composites",
     "explain",
+    "explain_dataset",
     "from_torch",
     "load",
     "profiles",

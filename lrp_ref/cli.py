@@ -9,6 +9,7 @@ Subcommands::
     lrp-ref vectors       --out DIR
     lrp-ref compare       --model M --input I --rule R --candidate FILE [--profile P]
     lrp-ref check-file    PATH [PATH ...] [--timeout S]
+    lrp-ref explain-dataset --model M --source FILE.h5:DATASET --rule R --out OUT.h5 (lrp_ref._cli_dataset)
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -38,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import __version__, catalog, io, profiles, vectors, viz
+from ._cli_dataset import add_parser as add_explain_dataset
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -543,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="lrp_ref model files (HDF5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file (default 30)")
     p.set_defaults(run=cmd_check_file)
+
+    add_explain_dataset(sub)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():
