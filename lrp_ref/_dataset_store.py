@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ Array = NDArray[Any]
 FORMAT = "lrp_ref.dataset"
 #: version of the layout in docs/dataset.md
 FORMAT_VERSION = 1
-#: gzip (deflate) level: HDF5's built-in filter, so every HDF5 library reads the output without a plugin
-GZIP_LEVEL = 4
+#: gzip (deflate) level: HDF5's built-in filter, so every HDF5 library reads the output without a plugin.
+#: Level 1 with the shuffle filter: within 1% of level 4's size on MNIST relevance, at two thirds of its time
+GZIP_LEVEL = 1
 #: target size of one stored (compressed) HDF5 chunk of the relevance dataset
 STORAGE_CHUNK_BYTES = 1 << 20
 
@@ -188,13 +190,39 @@ def part_path(parts: Path, i: int) -> Path:
     return parts / f"part-{i:06d}.h5"
 
 
+def deflate(a: Array, rows: int) -> list[bytes]:
+    """The stored chunks of ``a`` (``rows`` rows each) through HDF5's shuffle and deflate filters, done here.
+
+    Shuffle stores byte 0 of every element, then byte 1, ...; deflate is zlib's ``compress`` at
+    :data:`GZIP_LEVEL` (what HDF5's filter calls).  Here rather than in HDF5 because zlib and NumPy release
+    the GIL: a chunk's part is compressed while the next chunk is explained.  The last chunk is padded
+    with zeros to full size, as HDF5 stores edge chunks.
+    """
+    chunks = []
+    for r in range(0, len(a), rows):
+        block = a[r:r + rows]
+        if len(block) < rows:
+            block = np.concatenate([block, np.zeros((rows - len(block), *a.shape[1:]), a.dtype)])
+        shuffled = np.ascontiguousarray(block).view(np.uint8).reshape(-1, a.dtype.itemsize).T.tobytes()
+        chunks.append(zlib.compress(shuffled, GZIP_LEVEL))
+    return chunks
+
+
 def write_part(parts: Path, i: int, arrays: Mapping[str, Array], attrs: Mapping[str, Any], rows: int) -> None:
     """Write chunk ``i``'s arrays to its part file: a temporary name first, renamed once complete."""
     final = part_path(parts, i)
     tmp = final.with_name(final.name + ".tmp")
-    with h5py.File(tmp, "w", track_order=False) as f:
+    relevance = arrays["relevance"]
+    rows = min(rows, len(relevance))
+    compressed = deflate(relevance, rows)
+    with h5py.File(tmp, "w") as f:
+        ds = _create(f, "relevance", relevance.shape, relevance.dtype, rows)
+        tail = (0,) * (relevance.ndim - 1)
+        for k, data in enumerate(compressed):
+            ds.id.write_direct_chunk((k * rows, *tail), data, 0)
         for name, a in arrays.items():
-            _create(f, name, a.shape, a.dtype, rows if name == "relevance" else None)[...] = a
+            if name != "relevance":
+                _create(f, name, a.shape, a.dtype, None)[...] = a
         for key, value in attrs.items():
             f.attrs[key] = value
     os.replace(tmp, final)
@@ -203,9 +231,24 @@ def write_part(parts: Path, i: int, arrays: Mapping[str, Array], attrs: Mapping[
 def read_part(path: Path) -> tuple[dict[str, Array], dict[str, Any]]:
     """A part file's arrays (in hashing order) and attributes."""
     with h5py.File(path, "r") as f:
-        arrays = {name: f[name][...] for name in ("relevance", *PER_SAMPLE)}
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    return arrays, attrs
+        return {name: f[name][...] for name in ("relevance", *PER_SAMPLE)}, attributes(f)
+
+
+def attributes(f: h5py.File) -> dict[str, Any]:
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+
+def copy_into(out: h5py.Dataset, part: h5py.Dataset, start: int) -> None:
+    """Rows of ``part`` into ``out`` from row ``start``: stored chunks copied as they are (no recompression)
+    when both datasets have the same chunk shape and ``start`` is a chunk boundary, else read and written."""
+    rows = part.chunks[0] if part.chunks else 0
+    if part.chunks != out.chunks or not rows or start % rows:
+        out[start:start + part.shape[0]] = part[...]
+        return
+    tail = (0,) * (part.ndim - 1)
+    for r in range(0, part.shape[0], rows):
+        mask, data = part.id.read_direct_chunk((r, *tail))
+        out.id.write_direct_chunk((start + r, *tail), data, mask)
 
 
 def create_output(path: Path, n: int, sample_shape: tuple[int, ...], dtype: Any, n_outputs: int,

@@ -37,6 +37,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,8 @@ class DatasetSummary:
 
     def __str__(self) -> str:
         rate = len(self.computed) and self.n_samples * len(self.computed) / self.n_chunks / max(self.seconds, 1e-9)
-        return (f"{self.n_samples} samples in {self.n_chunks} chunks -> {self.path} ({len(self.computed)} computed, "
+        chunks = f"{self.n_chunks} chunk{'s' if self.n_chunks != 1 else ''}"
+        return (f"{self.n_samples} samples in {chunks} -> {self.path} ({len(self.computed)} computed, "
                 f"{len(self.reused)} verified and kept; {self.seconds:.1f}s, {rate:.0f} samples/s); ledger: max "
                 f"relative residual {self.max_residual:.2e}, {self.unbalanced} unbalanced sample(s), mean absorbed "
                 f"share {self.absorbed_share:.3g} of |f(x)|")
@@ -202,7 +204,11 @@ class _Work:
         return arrays, input_sha
 
     def write(self, parts: Path, i: int, on_batch: Callable[[int], None] = lambda n: None) -> None:
-        arrays, input_sha = self.compute(i, on_batch)
+        """Chunk ``i`` explained and written to its part file."""
+        self.finish(parts, i, *self.compute(i, on_batch))
+
+    def finish(self, parts: Path, i: int, arrays: dict[str, Array], input_sha: str) -> None:
+        """Chunk ``i``'s arrays checksummed, compressed and written to its part file."""
         start, stop = self.span(i)
         attrs = {"identity": self.identity, "chunk": i, "start": start, "stop": stop, "input_sha256": input_sha,
                  "output_sha256": store.sha256_arrays(arrays)}
@@ -323,6 +329,23 @@ def _run_dask(client: Any, job: dict[str, Any], todo: list[int], progress: _Prog
 
 
 # ----------------------------------------------------------------------------- the driver
+
+
+def _run_here(work: _Work, parts: Path, todo: list[int], bar: _Progress, n_chunks: int) -> None:
+    """Explain the chunks ``todo`` in this process; each part is compressed and written in a second thread
+    while the next chunk is explained (zlib, hashlib and NumPy release the GIL), so that at most two
+    chunks' results are held at once."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrp-ref-part-writer") as writer:
+        pending: Future[None] | None = None
+        for i in todo:
+            label = f"chunk {i + 1}/{n_chunks}"
+            arrays, input_sha = work.compute(i, lambda k, label=label: bar.add(k, label))  # type: ignore[misc]
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(work.finish, parts, i, arrays, input_sha)
+            del arrays
+        if pending is not None:
+            pending.result()
 
 
 def _check_int(value: Any, what: str) -> int:
@@ -509,9 +532,7 @@ def explain_dataset(
         todo = [i for i in range(n_chunks) if i not in done]
         bar = _Progress(n, sum(work.span(i)[1] - work.span(i)[0] for i in done), progress)
         if client is None:
-            for i in todo:
-                label = f"chunk {i + 1}/{n_chunks}"
-                work.write(parts, i, lambda k, label=label: bar.add(k, label))  # type: ignore[misc]
+            _run_here(work, parts, todo, bar, n_chunks)
         elif todo:
             assert model_path is not None and isinstance(rules, str) and isinstance(profile, str)
             job = {"model": model_path, "model_sha256": model_sha, "dtype": dt.name, "rules": rules,
@@ -639,8 +660,10 @@ def _assemble(out: Path, parts: Path, identity: dict[str, Any], info: dict[str, 
                 raise ArgumentError(f"{path} does not match its checksum (changed while the run assembled it); "
                                     "run again to recompute it")
             start, stop = work.span(i)
-            for name, a in arrays.items():
-                f[name][start:stop] = a
+            with h5py.File(path, "r") as part:  # the relevance's compressed chunks copied as they are
+                store.copy_into(f["relevance"], part["relevance"], start)
+            for name in store.PER_SAMPLE:
+                f[name][start:stop] = arrays[name]
             ratio = np.abs(arrays["residual"]) / np.maximum(arrays["scale"], np.finfo(dt).tiny)
             worst = max(worst, float(ratio.max(initial=0.0)))
             unbalanced += int(np.count_nonzero(np.any(ratio > rtol, axis=1)))

@@ -113,15 +113,17 @@ def test_raw_source_and_per_sample_targets_from_hdf5(tmp_path):
 
 
 def test_memory_does_not_grow_with_the_dataset(tmp_path):
-    """Peak traced memory for 16 chunks is that of 2 chunks, and far below the 16 chunks' relevance.
+    """Peak traced memory for 32 chunks is that of 8 chunks, and far below the 32 chunks' relevance.
 
     A first run fills Python's and NumPy's free lists of small objects, which tracemalloc counts as held.
+    The peak varies by up to a chunk with the timing of the writer thread (a part written while the next
+    chunk is explained), hence the margin; holding the output would add five times the whole peak.
     """
     rng = np.random.default_rng(0)
     model = lrp_ref.Sequential([lrp_ref.Dense(rng.normal(size=(16, 3072)) * 0.05, rng.normal(size=16)),
                                 lrp_ref.ReLU(), lrp_ref.Dense(rng.normal(size=(5, 16)), rng.normal(size=5))])
     peaks = {}
-    for run, n in enumerate((32, 32, 256)):
+    for run, n in enumerate((64, 128, 512)):
         x = rng.uniform(0, 1, size=(n, 3072))
         gc.collect()
         tracemalloc.start()
@@ -130,10 +132,9 @@ def test_memory_does_not_grow_with_the_dataset(tmp_path):
         peaks[n] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         del x
-    whole = 256 * 3072 * 8  # bytes of the 256 samples' relevance alone
-    assert peaks[256] < whole / 4, peaks
-    # holding the whole output would add 7 times the small run's peak; free lists still fill a little (~7%)
-    assert peaks[256] <= 1.25 * peaks[32], peaks
+    whole = 512 * 3072 * 8  # bytes of the 512 samples' relevance alone
+    assert peaks[512] < whole / 4, peaks
+    assert peaks[512] <= 1.3 * peaks[128], peaks
 
 
 def test_a_different_run_is_refused_and_overwrite_replaces_it(tmp_path):
@@ -222,3 +223,18 @@ def test_command_line_writes_the_same_file(tmp_path, capsys):
                    "--out", str(out), "--preprocessed"])
     err = capsys.readouterr().err
     assert status == 2 and "does not fit the model" in err
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, capsys):
+    from tests.test_readme import python_blocks, run_block
+
+    (tmp_path / "weights").symlink_to(ROOT / "weights")
+    monkeypatch.chdir(tmp_path)
+    namespace, printed = run_block(python_blocks()[4])
+    assert "30 samples in 1 chunk " in printed and "0 unbalanced" in printed
+    assert namespace["summary"].computed == (0,)  # type: ignore[attr-defined]
+    got = read(tmp_path / "relevance.h5")
+    model = lrp_ref.load(CNN).astype(np.float32)
+    e = lrp_ref.explain(model, mnist_inputs(model), lrp_ref.catalog.from_spec("epsilon_gamma_box", (0.0, 1.0)))
+    assert_allclose(got["relevance"], e.relevance, rtol=1e-4, atol=1e-6 * np.abs(e.relevance).max())
+    assert "explain-dataset [" in capsys.readouterr().err

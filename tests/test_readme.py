@@ -80,4 +80,4 @@ def test_graph_example_runs():
 
 
 def test_every_python_block_is_run_by_a_test():
-    assert len(python_blocks()) == 4
+    assert len(python_blocks()) == 5  # block 4, explain_dataset: tests/test_dataset.py
