@@ -32,7 +32,7 @@ ARGS = dict(raw=True, batch_size=4, chunk_size=8)  # 30 samples: chunks of 8, 8,
 CHILD = textwrap.dedent("""
     import os, signal, sys, time
     import lrp_ref.dataset as D
-    from lrp_ref import _dataset_store as S
+    from lrp_ref import _dataset_run as W, _dataset_store as S
 
     where, when, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     calls = 0
@@ -49,17 +49,17 @@ CHILD = textwrap.dedent("""
         return wrapper
 
     if where == "explain":        # in the middle of a chunk's computation
-        D.explain = killing(D.explain)
+        W.explain = killing(W.explain)
     elif where == "rename":       # after a part file is complete, before it gets its final name
         S.os.replace = killing(S.os.replace)
     elif where == "assemble":     # while the output is being assembled from the parts
         S.read_part = killing(S.read_part)
     elif where == "slow":         # no self-kill: slow chunks, killed from outside
-        explain = D.explain
+        explain = W.explain
         def slow(*args, **kwargs):
             time.sleep(0.15)
             return explain(*args, **kwargs)
-        D.explain = slow
+        W.explain = slow
     D.explain_dataset(sys.argv[4], sys.argv[5], "epsilon_gamma_box", out, raw=True, batch_size=4, chunk_size=8,
                       progress=False)
     print("finished")
