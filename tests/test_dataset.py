@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import re
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -238,3 +239,25 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     e = lrp_ref.explain(model, mnist_inputs(model), lrp_ref.catalog.from_spec("epsilon_gamma_box", (0.0, 1.0)))
     assert_allclose(got["relevance"], e.relevance, rtol=1e-4, atol=1e-6 * np.abs(e.relevance).max())
     assert "explain-dataset [" in capsys.readouterr().err
+
+
+def test_a_worker_with_another_lrp_ref_version_refuses(tmp_path):
+    """What a Dask task does first: the run's identity names the driver's version (no dask needed here)."""
+    import json
+
+    from lrp_ref.dataset import _dask_chunk
+
+    job = {"identity": json.dumps({"lrp_ref_version": "0.0.0-other"}), "model": str(CNN)}
+    with pytest.raises(ArgumentError, match=r"this Dask worker has lrp_ref .*, the run 0\.0\.0-other"):
+        _dask_chunk(json.dumps(job), 0)
+
+
+def test_progress_bar_on_a_terminal_shows_the_eta(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    explain_dataset(CNN, f"{SAMPLES}:images", "epsilon", tmp_path / "out.h5", raw=True, batch_size=5, chunk_size=10)
+    err = capsys.readouterr().err
+    frames = err.split("\r")[1:]  # redrawn in place, one frame per batch
+    assert len(frames) == 6, err
+    assert all(f.startswith("explain-dataset [") for f in frames)
+    assert "ETA" in frames[0] and " 5/30 " in frames[0] and "chunk 1/3" in frames[0]
+    assert " 30/30 " in frames[-1] and "ETA" not in frames[-1] and frames[-1].endswith("\n")
