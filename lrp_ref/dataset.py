@@ -98,10 +98,12 @@ class DatasetSummary:
     absorbed_share: float
 
     def __str__(self) -> str:
-        rate = len(self.computed) and self.n_samples * len(self.computed) / self.n_chunks / max(self.seconds, 1e-9)
         chunks = f"{self.n_chunks} chunk{'s' if self.n_chunks != 1 else ''}"
+        rate = ""
+        if self.computed:  # about: chunks are equal but the last
+            rate = f", {self.n_samples * len(self.computed) / self.n_chunks / max(self.seconds, 1e-9):.0f} samples/s"
         return (f"{self.n_samples} samples in {chunks} -> {self.path} ({len(self.computed)} computed, "
-                f"{len(self.reused)} verified and kept; {self.seconds:.1f}s, {rate:.0f} samples/s); ledger: max "
+                f"{len(self.reused)} verified and kept; {self.seconds:.1f}s{rate}); ledger: max "
                 f"relative residual {self.max_residual:.2e}, {self.unbalanced} unbalanced sample(s), mean absorbed "
                 f"share {self.absorbed_share:.3g} of |f(x)|")
 
