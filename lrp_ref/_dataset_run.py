@@ -164,7 +164,6 @@ def model_input(rows: Array, model: Graph, start: int) -> Array:
     return x
 
 
-
 # ----------------------------------------------------------------------------- parts and output
 
 
@@ -192,8 +191,8 @@ def verify_part(path: Path, i: int, identity: dict[str, Any], work: Work) -> boo
 def prepare_parts(parts: Path, identity: dict[str, Any], work: Work, n_chunks: int, overwrite: bool) -> set[int]:
     """The parts folder, ready for this run; returns the chunks already done (verified)."""
     manifest = parts / "run.json"
-    if parts.exists() and overwrite:
-        shutil.rmtree(parts)
+    if parts.exists() and (overwrite or (not manifest.exists() and not any(parts.glob("part-*")))):
+        shutil.rmtree(parts)  # replaced; or killed before its run.json was written (nothing in it yet)
     if parts.exists():
         try:
             found = json.loads(manifest.read_text(encoding="utf-8"))
