@@ -53,7 +53,7 @@ CHILD = textwrap.dedent("""
     elif where == "rename":       # after a part file is complete, before it gets its final name
         S.os.replace = killing(S.os.replace)
     elif where == "assemble":     # while the output is being assembled from the parts
-        S.read_part = killing(S.read_part)
+        S.copy_into = killing(S.copy_into)
     elif where == "slow":         # no self-kill: slow chunks, killed from outside
         explain = W.explain
         def slow(*args, **kwargs):
