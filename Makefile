@@ -8,7 +8,8 @@
 #                   MODELS=resnet (or any of cnn mlp resnet) retrains only those
 #   make crosscheck compare with zennit, Captum and iNNvestigate live (installs PyTorch CPU, zennit, Captum;
 #                   and, in a second environment, TensorFlow CPU 2.14.1 and iNNvestigate 2.1.2: about 1.5 GB)
-#   make bench      time lrp_ref against zennit and Captum (bench/results.md)
+#   make bench      time lrp_ref against zennit and Captum (bench/results.md), then make bench-dataset
+#   make bench-dataset  explain_dataset: throughput, peak memory at 10k/60k digits, Dask 1 -> 2 workers
 #   make toolbox-peer TOOLBOX=path   re-record lrp_toolbox's numbers (tests/golden/toolbox)
 #   make tutorial-peer  record the Montavon et al. tutorial's loops into tests/golden/tutorial
 #   make innvestigate-peer  record iNNvestigate's analyzers into tests/golden/innvestigate
@@ -39,6 +40,7 @@ INNV_PYTEST   = -p no:cacheprovider -W ignore::DeprecationWarning -W ignore::Fut
 GOLDEN       ?= tests/golden
 
 BENCH_ARGS   ?=
+DATASET_BENCH_ARGS ?=
 TOOLBOX      ?=
 TOOLBOX_ARGS ?=
 
@@ -49,6 +51,7 @@ FUZZ_SEED    ?= 0
 FUZZ_ARGS    ?=
 
 .PHONY: docs docs-check demo test lint typecheck check weights crosscheck peers toolbox-peer tutorial-peer innvestigate-peer bench fuzz clean
+.PHONY: bench-dataset
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -145,6 +148,13 @@ innvestigate-peer: $(INNV_STAMP)
 ## and bench/results.json. Not part of make test. BENCH_ARGS=--quick for a one-minute subset.
 bench: $(XCHECK_STAMP)
 	$(XCHECK_VENV)/bin/python bench/run_bench.py $(BENCH_ARGS)
+	$(MAKE) bench-dataset
+
+## bench-dataset: explain_dataset on 10,000 synthesised MNIST-shaped digits against plain explain, peak memory at
+## 10k and 60k, a Dask LocalCluster of 1 and 2 workers (the test extra has dask); bench/dataset_results.md and a
+## section of bench/results.md. About 15 minutes; DATASET_BENCH_ARGS=--quick for two
+bench-dataset: $(call stamp,test)
+	$(BIN)/python bench/dataset_bench.py $(DATASET_BENCH_ARGS)
 
 ## fuzz: mutate the shipped and synthetic models (bytes and HDF5 structure) into FUZZ_CASES files and load each
 ## in a forked child (5 s, 2 GiB address space); prints the counts per outcome. Not part of make test (tests/test_fuzz.py

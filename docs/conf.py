@@ -101,7 +101,8 @@ def _escape_docstring(app, what, name, obj, options, lines):  # type: ignore[no-
 # --- the repository's Markdown files, included as pages ------------------------------------
 # README.md links to weights/README.md and bench/README.md, which are pages of this site too
 # (format.md, speed.md), and to docs/X, which is X here.
-_PAGE_OF = {"weights/README.md": "format.md", "bench/README.md": "speed.md", "../README.md": "overview.md"}
+_PAGE_OF = {"weights/README.md": "format.md", "bench/README.md": "speed.md", "bench/results.md": "bench_results.md",
+            "../README.md": "overview.md"}
 
 
 def _rewrite_links(app, relative_path, parent_docname, content):  # type: ignore[no-untyped-def]
@@ -112,6 +113,15 @@ def _rewrite_links(app, relative_path, parent_docname, content):  # type: ignore
     content[0] = re.sub(r"\]\(docs/", "](", text)
 
 
+def _rewrite_page_links(app, docname, source):  # type: ignore[no-untyped-def]
+    """A page in docs/ links to ../weights/README.md as GitHub shows it; here that file is format.md."""
+    text = source[0]
+    for target, page in _PAGE_OF.items():
+        text = text.replace(f"](../{target.removeprefix('../')}", f"]({page}")
+    source[0] = text
+
+
 def setup(app):  # type: ignore[no-untyped-def]
     app.connect("autodoc-process-docstring", _escape_docstring)
     app.connect("include-read", _rewrite_links)
+    app.connect("source-read", _rewrite_page_links)

@@ -6,12 +6,14 @@ Public API::
     from lrp_ref import BatchNorm1d, BatchNorm2d, AdaptiveAvgPool2d, GlobalAvgPool2d, same_padding
     from lrp_ref import explain, rules, composites, load, save, canonize
     from lrp_ref import from_torch, to_torch, from_onnx, from_keras, load_any
+    from lrp_ref import explain_dataset
 
 See the README for a tutorial and :mod:`lrp_ref.rules` for every rule's formula.
 """
 
 from . import composites, dtd, evaluate, profiles, rules, testing
 from .canonize import canonize
+from .dataset import DatasetSummary, explain_dataset
 from .errors import (
     ArgumentError,
     ConservationError,
@@ -61,6 +63,7 @@ __all__ = [
     "Concat",
     "ConservationError",
     "Conv2d",
+    "DatasetSummary",
     "Dense",
     "Explanation",
     "Flatten",
@@ -87,6 +90,7 @@ __all__ = [
     "dtd",
     "evaluate",
     "explain",
+    "explain_dataset",
     "from_keras",
     "from_onnx",
     "from_torch",

@@ -13,6 +13,7 @@ Subcommands::
     lrp-ref convert       IN OUT.h5 [--arch A] [--input-shape C,H,W]   (see lrp_ref._cli_convert)
     lrp-ref dtd           --model M --input I --layer L [--neuron N] [--rule R] --out DIR
     lrp-ref evaluate      --model M [--samples FILE] [--rules ...] [--baseline B] --out DIR
+    lrp-ref explain-dataset --model M --source FILE.h5:DATASET --rule R --out OUT.h5 (lrp_ref._cli_dataset)
     lrp-ref --version
 
 ``--input`` is ``sample:K`` (digit K of the shipped samples file, by default
@@ -42,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import __version__, _cli_dtd, _cli_evaluate, catalog, io, profiles, vectors, viz
+from ._cli_dataset import add_parser as add_explain_dataset
 from ._cli_inputs import (
     CliError,
     Inputs,
@@ -654,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_dtd.add_parser(sub, common)
     _cli_evaluate.add_parser(sub, common)
+
+    add_explain_dataset(sub)
 
     options = {s for action in parser._actions for s in action.option_strings}
     for p in sub.choices.values():

@@ -39,6 +39,7 @@ API_MODULES = [
     "lrp_ref.formats", "lrp_ref.torch_bridge", "lrp_ref.onnx", "lrp_ref.keras",
     "lrp_ref.testing", "lrp_ref.ties", "lrp_ref.compare", "lrp_ref.vectors", "lrp_ref.viz", "lrp_ref.errors",
     "lrp_ref.serve.server", "lrp_ref.serve.api", "lrp_ref.dtd", "lrp_ref.evaluate",
+    "lrp_ref.dataset",
 ]
 
 

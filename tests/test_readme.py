@@ -169,8 +169,8 @@ def test_pixel_flipping_example_runs(monkeypatch):
 
 def test_every_python_block_is_run_by_a_test():
     # blocks 0-3, the ONNX, Keras, DTD and pixel-flipping blocks above; "Beyond LRP":
-    # tests/test_excitation_cli.py::test_readme_block_runs_and_its_table_holds
-    assert len(python_blocks()) == 9
+    # tests/test_excitation_cli.py::test_readme_block_runs_and_its_table_holds; explain_dataset: tests/test_dataset.py
+    assert len(python_blocks()) == 10
 
 
 def test_the_tutorial_runs_and_prints_what_it_shows(tmp_path, monkeypatch):
