@@ -10,6 +10,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,9 @@ def prepare_parts(parts: Path, identity: dict[str, Any], work: Work, n_chunks: i
             if verify_part(path, i, identity, work):
                 done.add(i)
             else:
-                print(f"explain_dataset: {path} is damaged; chunk {i} is recomputed", file=sys.stderr)
+                # a warning, not a print: the caller can log, filter or turn it into an error
+                warnings.warn(f"explain_dataset: {path} is damaged; chunk {i} is recomputed", RuntimeWarning,
+                              stacklevel=2)
                 path.unlink()
     return done
 
