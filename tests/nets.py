@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.testing import assert_allclose
 
 import lrp_ref as L
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+#: the models and digits lrp-ref serve offers by default (tests/test_serve*.py, conftest's server fixture)
+SERVE_MODELS = {"cnn": WEIGHTS / "mnist_cnn.h5", "mlp": WEIGHTS / "mnist_mlp.h5", "resnet": WEIGHTS / "mnist_resnet.h5"}
+SERVE_SAMPLES = WEIGHTS / "mnist_samples.h5"
 
 
 def random_mlp(rng: np.random.Generator, sizes: tuple[int, ...] = (6, 5, 4, 3), bias: bool = True) -> L.Sequential:

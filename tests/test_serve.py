@@ -18,41 +18,28 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import pytest
+from nets import SERVE_MODELS, SERVE_SAMPLES
 from numpy.testing import assert_allclose
 
 from lrp_ref import Sequential, catalog, explain, load, save
 from lrp_ref._cli_inputs import CliError, bounds
 from lrp_ref.canonize import canonize
 from lrp_ref.layers import BatchNorm, Dense, Flatten
-from lrp_ref.serve import MAX_BODY, RULES, Demo, make_server
+from lrp_ref.serve import MAX_BODY, RULES, Demo
 from lrp_ref.serve.server import static_file
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
-MODELS = {"cnn": WEIGHTS / "mnist_cnn.h5", "mlp": WEIGHTS / "mnist_mlp.h5", "resnet": WEIGHTS / "mnist_resnet.h5"}
-SAMPLES = WEIGHTS / "mnist_samples.h5"
+MODELS, SAMPLES = SERVE_MODELS, SERVE_SAMPLES  # the server fixture (conftest.py) serves these
 
 with h5py.File(SAMPLES, "r") as _f:
     IMAGES, LABELS = _f["images"][()], _f["labels"][()]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    demo = Demo.from_files(MODELS, SAMPLES)
-    srv = make_server(demo, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
 
 
 def request(server: Any, path: str, body: Any = None, *, data: bytes | None = None,

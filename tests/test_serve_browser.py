@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import shutil
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +25,14 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from nets import SERVE_MODELS, SERVE_SAMPLES
 from numpy.testing import assert_allclose
 
 from lrp_ref import catalog, explain, load
 from lrp_ref.rules import LRP0
-from lrp_ref.serve import Demo, make_server
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = ROOT / "weights"
-MODELS = {"cnn": WEIGHTS / "mnist_cnn.h5", "mlp": WEIGHTS / "mnist_mlp.h5", "resnet": WEIGHTS / "mnist_resnet.h5"}
-SAMPLES = WEIGHTS / "mnist_samples.h5"
+MODELS, SAMPLES = SERVE_MODELS, SERVE_SAMPLES  # the server fixture (conftest.py) serves these
 TIMEOUT = 60  # seconds for any one wait (CI has 2 cores)
 
 
@@ -56,17 +53,6 @@ def _chromium() -> str | None:
         if path is not None:
             return path
     return None
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    srv = make_server(Demo.from_files(MODELS, SAMPLES), "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
