@@ -75,7 +75,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize  # type: ignore[import-untyped]
 
 from ._checks import is_int, real_number, require_finite
 from .errors import ArgumentError, LrpRefError, ShapeError
@@ -403,6 +402,7 @@ def _as_rule(rule: Rule | str, bounds: tuple[Any, Any] | None = None) -> Rule:
 
 def _bracket_root(f: Any) -> tuple[float | None, str]:
     """A root of ``f`` (f(0) > 0) by brentq in a bracket grown from [0, ±1]: (t, "ahead"/"behind") or (None, "")."""
+    from scipy import optimize  # type: ignore[import-untyped]  # here, not at import: scipy.optimize takes 0.3 s
     for sign, side in ((1.0, "ahead"), (-1.0, "behind")):
         T = sign
         for _ in range(80):  # up to 2**80

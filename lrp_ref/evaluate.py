@@ -36,7 +36,6 @@ from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage  # type: ignore[import-untyped]
 
 from ._checks import check_int, real_array, real_number, require_finite
 from .composites import Composite
@@ -254,6 +253,8 @@ def baseline_images(x: Any, baseline: str | Any, blur_sigma: float = 2.0) -> Arr
         if baseline == "dataset-mean":
             return np.broadcast_to(x.mean(axis=0, keepdims=True), x.shape).copy()
         if baseline == "blur":
+            from scipy import ndimage  # type: ignore[import-untyped]  # only the blur baseline needs it
+
             return np.asarray(ndimage.gaussian_filter(x, sigma=(0, 0, blur_sigma, blur_sigma), mode="nearest"))
         raise ArgumentError(f"baseline must be one of {', '.join(BASELINES)} or an array; got {baseline!r}")
     arr = real_array(baseline, "baseline")
